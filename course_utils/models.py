@@ -1,0 +1,200 @@
+"""The course's autoencoders: plain and variational, fully connected, convolutional and conditional."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .validate import check_device, check_images
+
+IMAGE_SIZE = 28 * 28  # MNIST pixels per image
+NUM_CLASSES = 10
+
+
+class VAEOutput(NamedTuple):
+    """What a VAE's forward pass returns; unpacks like a tuple: x_hat, mu, logvar = model(x)."""
+    x_hat: torch.Tensor   # (B, 1, 28, 28) reconstruction, pixel probabilities in [0, 1]
+    mu: torch.Tensor      # (B, latent_dim) mean of q(z | x)
+    logvar: torch.Tensor  # (B, latent_dim) log-variance of q(z | x)
+
+
+def _flat(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    check_images(x)
+    check_device(model, x)
+    return x.flatten(1)  # (B, 1, 28, 28) -> (B, 784)
+
+
+def _image(x_flat: torch.Tensor) -> torch.Tensor:
+    return x_flat.view(-1, 1, 28, 28)  # (B, 784) -> (B, 1, 28, 28)
+
+
+class Autoencoder(nn.Module):
+    """A plain autoencoder: 784 -> hidden_dim -> latent_dim -> hidden_dim -> 784."""
+
+    def __init__(self, latent_dim: int = 20, hidden_dim: int = 400):
+        super().__init__()
+        self.latent_dim, self.hidden_dim = latent_dim, hidden_dim
+        self.encoder = nn.Sequential(nn.Linear(IMAGE_SIZE, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, latent_dim))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, IMAGE_SIZE))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
+        return self.encoder(_flat(self, x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
+        return _image(torch.sigmoid(self.decoder(z)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class _GaussianVAE(nn.Module):
+    """What every VAE shares: the reparameterization trick, the forward pass and sampling from the prior."""
+
+    latent_dim: int
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I) when training; mu itself in eval mode (as the article)."""
+        if not self.training:
+            return mu
+        std = torch.exp(0.5 * logvar)  # sigma = exp(log(sigma^2) / 2)
+        eps = torch.randn_like(std)
+        return mu + std * eps
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        return VAEOutput(self.decode(z), mu, logvar)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """New images (num_samples, 1, 28, 28): decode z ~ N(0, I), the prior."""
+        device = next(self.parameters()).device
+        z = torch.randn(num_samples, self.latent_dim, generator=generator, device="cpu").to(device)
+        return self.decode(z)
+
+
+class VAE(_GaussianVAE):
+    """The article's VAE: encoder 784-400 with mu and logvar heads of latent_dim, decoder latent_dim-400-784."""
+
+    def __init__(self, latent_dim: int = 20, hidden_dim: int = 400):
+        super().__init__()
+        self.latent_dim, self.hidden_dim = latent_dim, hidden_dim
+        self.fc1 = nn.Linear(IMAGE_SIZE, hidden_dim)
+        self.fc21 = nn.Linear(hidden_dim, latent_dim)  # mu head
+        self.fc22 = nn.Linear(hidden_dim, latent_dim)  # logvar head
+        self.fc3 = nn.Linear(latent_dim, hidden_dim)
+        self.fc4 = nn.Linear(hidden_dim, IMAGE_SIZE)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 1, 28, 28) -> mu, logvar, each (B, latent_dim)."""
+        h = F.relu(self.fc1(_flat(self, x)))  # (B, 784) -> (B, hidden_dim)
+        return self.fc21(h), self.fc22(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
+        h = F.relu(self.fc3(z))
+        return _image(torch.sigmoid(self.fc4(h)))
+
+
+class ConditionalVAE(_GaussianVAE):
+    """A VAE told the digit: q(z | x, y) and p(x | z, y), with y one-hot; decode(z, y) draws digit y."""
+
+    def __init__(self, latent_dim: int = 20, hidden_dim: int = 400, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.latent_dim, self.hidden_dim, self.num_classes = latent_dim, hidden_dim, num_classes
+        self.fc1 = nn.Linear(IMAGE_SIZE + num_classes, hidden_dim)
+        self.fc21 = nn.Linear(hidden_dim, latent_dim)
+        self.fc22 = nn.Linear(hidden_dim, latent_dim)
+        self.fc3 = nn.Linear(latent_dim + num_classes, hidden_dim)
+        self.fc4 = nn.Linear(hidden_dim, IMAGE_SIZE)
+
+    def _one_hot(self, y: torch.Tensor, batch: int) -> torch.Tensor:
+        if y.shape != (batch,) or y.dtype != torch.int64 or (len(y) and (y.min() < 0 or y.max() >= self.num_classes)):
+            raise ValueError(f"y must be int64 labels of shape ({batch},) in 0..{self.num_classes - 1}; got dtype "
+                             f"{y.dtype}, shape {tuple(y.shape)}. Use e.g. torch.tensor([3, 7]) or y.long().")
+        return F.one_hot(y, self.num_classes).to(self.fc1.weight.dtype)  # (B,) -> (B, num_classes)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels -> mu, logvar of q(z | x, y), each (B, latent_dim)."""
+        x_flat = _flat(self, x)
+        h = F.relu(self.fc1(torch.cat([x_flat, self._one_hot(y, len(x_flat))], dim=1)))  # (B, 784 + 10)
+        return self.fc21(h), self.fc22(h)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) and labels y (B,) -> images of those digits (B, 1, 28, 28)."""
+        h = F.relu(self.fc3(torch.cat([z, self._one_hot(y, len(z))], dim=1)))  # (B, latent_dim + 10)
+        return _image(torch.sigmoid(self.fc4(h)))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x, y)
+        return VAEOutput(self.decode(self.reparameterize(mu, logvar), y), mu, logvar)
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One new image of each digit in y (B,): decode z ~ N(0, I) with that label."""
+        z = torch.randn(len(y), self.latent_dim, generator=generator, device="cpu").to(self.fc1.weight.device)
+        return self.decode(z, y.to(z.device))
+
+
+def _conv_encoder(channels: int = 32) -> nn.Sequential:
+    return nn.Sequential(  # (B, 1, 28, 28) -> (B, 2c, 7, 7) -> (B, 2c * 49)
+        nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(),             # -> (B, c, 14, 14)
+        nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.ReLU(),  # -> (B, 2c, 7, 7)
+        nn.Flatten(),
+    )
+
+
+def _conv_decoder(latent_dim: int, channels: int = 32) -> nn.Sequential:
+    return nn.Sequential(  # (B, latent_dim) -> (B, 1, 28, 28) logits
+        nn.Linear(latent_dim, 2 * channels * 49), nn.ReLU(),
+        nn.Unflatten(1, (2 * channels, 7, 7)),                                                   # -> (B, 2c, 7, 7)
+        nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 14x14
+        nn.ConvTranspose2d(channels, 1, 3, stride=2, padding=1, output_padding=1),               # -> (B, 1, 28, 28)
+    )
+
+
+class ConvAutoencoder(Autoencoder):
+    """A convolutional autoencoder: two stride-2 convolutions down to 7x7, two transposed ones back up."""
+
+    def __init__(self, latent_dim: int = 20, channels: int = 32):
+        nn.Module.__init__(self)
+        self.latent_dim, self.channels = latent_dim, channels
+        self.encoder = nn.Sequential(_conv_encoder(channels), nn.Linear(2 * channels * 49, latent_dim))
+        self.decoder = _conv_decoder(latent_dim, channels)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
+        check_images(x)
+        check_device(self, x)
+        return self.encoder(_image(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
+
+class ConvVAE(_GaussianVAE):
+    """A convolutional VAE: the ConvAutoencoder's layers with mu and logvar heads."""
+
+    def __init__(self, latent_dim: int = 20, channels: int = 32):
+        super().__init__()
+        self.latent_dim, self.channels = latent_dim, channels
+        self.encoder = _conv_encoder(channels)
+        self.fc_mu = nn.Linear(2 * channels * 49, latent_dim)
+        self.fc_logvar = nn.Linear(2 * channels * 49, latent_dim)
+        self.decoder = _conv_decoder(latent_dim, channels)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 1, 28, 28) -> mu, logvar, each (B, latent_dim)."""
+        check_images(x)
+        check_device(self, x)
+        h = self.encoder(_image(x))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))

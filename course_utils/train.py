@@ -1,0 +1,111 @@
+"""One training loop for every model of the course, and its evaluation, in nats per image."""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import batches
+from .losses import kl_divergence, reconstruction_loss
+from .models import ConditionalVAE, VAEOutput
+from .setup import get_device, seed_everything
+
+Data = tuple[torch.Tensor, torch.Tensor]  # (x, y) as load_mnist returns it
+
+
+def corrupt(x: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """x with Gaussian noise of std noise_std added and clipped back to [0, 1] (the denoising input)."""
+    if noise_std == 0:
+        return x
+    return (x + noise_std * torch.randn_like(x)).clamp_(0, 1)
+
+
+def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None, beta: float = 1.0,
+               noise_std: float = 0.0) -> dict[str, torch.Tensor]:
+    """Batch-mean loss terms in nats per image: 'loss', plus 'recon' and 'kl' for a VAE."""
+    x_in = corrupt(x, noise_std)  # a denoising model sees noisy images and is scored on clean ones
+    out = model(x_in, y) if isinstance(model, ConditionalVAE) else model(x_in)
+    if isinstance(out, VAEOutput):
+        recon = reconstruction_loss(out.x_hat, x).mean()
+        kl = kl_divergence(out.mu, out.logvar).mean()
+        return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
+    return {"loss": reconstruction_loss(out, x).mean()}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float = 1.0,
+             noise_std: float = 0.0) -> dict[str, float]:
+    """Mean loss terms over a whole data set, in eval mode (a VAE then decodes z = mu, as the article)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x, y = data
+    totals: dict[str, torch.Tensor] = {}
+    for xb, yb in batches(x, y, batch_size, shuffle=False):
+        terms = loss_terms(model, xb.to(device), None if yb is None else yb.to(device), beta, noise_std)
+        for key, value in terms.items():
+            totals[key] = totals.get(key, 0.0) + value * len(xb)
+    model.train(was_training)
+    return {key: (value / len(x)).item() for key, value in totals.items()}
+
+
+def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *, num_epochs: int = 10,
+        lr: float = 1e-3, batch_size: int = 128, beta: float = 1.0, noise_std: float = 0.0, seed: int = 0,
+        device: Optional[torch.device] = None, progress: bool = True) -> dict[str, list[float]]:
+    """Train model with Adam and return its history: per epoch, the train and test loss terms and seconds.
+
+    Interrupting it (the stop button, Ctrl-C) keeps the weights and history of the last finished epoch.
+    """
+    if num_epochs < 0 or lr <= 0:
+        raise ValueError(f"num_epochs={num_epochs} and lr={lr} must be >= 0 and > 0, e.g. num_epochs=10, lr=1e-3.")
+    seed_everything(seed)
+    device = device or get_device()
+    model.to(device)
+    x, y = (t.to(device) for t in train_data)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle = torch.Generator().manual_seed(seed)
+    history: dict[str, list[float]] = {"epoch": [], "seconds": []}
+    finished = copy.deepcopy(model.state_dict())
+    try:
+        for epoch in range(1, num_epochs + 1):
+            model.train()
+            start, sums = time.perf_counter(), {}
+            bar = tqdm(batches(x, y, batch_size, generator=shuffle), total=-(-len(x) // batch_size),
+                       desc=f"epoch {epoch}/{num_epochs}", disable=not progress, leave=False)
+            for step, (xb, yb) in enumerate(bar):
+                terms = loss_terms(model, xb, yb, beta, noise_std)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach() * len(xb)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{terms['loss'].item():.1f}")
+            record = {"epoch": epoch, "seconds": time.perf_counter() - start}
+            record.update({f"train_{key}": (value / len(x)).item() for key, value in sums.items()})
+            if test_data is not None:
+                test = evaluate(model, test_data, beta=beta, noise_std=noise_std)
+                record.update({f"test_{key}": value for key, value in test.items()})
+            for key, value in record.items():  # the epoch enters the history whole, or not at all
+                history.setdefault(key, []).append(value)
+            finished = copy.deepcopy(model.state_dict())
+            if progress:
+                print(_epoch_line(history, num_epochs))
+    except KeyboardInterrupt:
+        model.load_state_dict(finished)
+        print(f"Interrupted: the model and history are those of epoch {len(history['epoch'])}, the last one finished.")
+    model.eval()
+    return history
+
+
+def _epoch_line(history: dict[str, list[float]], num_epochs: int) -> str:
+    line = f"epoch {history['epoch'][-1]:>2}/{num_epochs}  train loss {history['train_loss'][-1]:7.2f}"
+    if "test_loss" in history:
+        line += f"  test loss {history['test_loss'][-1]:7.2f}"
+    if "train_kl" in history:
+        line += f"  (recon {history['train_recon'][-1]:.2f}, KL {history['train_kl'][-1]:.2f})"
+    return line + f"  {history['seconds'][-1]:.1f} s"

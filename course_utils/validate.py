@@ -1,0 +1,43 @@
+"""Checks of what a learner passes in, with errors that say what was expected and how to fix it."""
+from __future__ import annotations
+
+import torch
+
+
+def check_tensor(t: object, name: str) -> torch.Tensor:
+    """t itself if it is a floating-point tensor with no NaN or inf; else a ValueError/TypeError."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}. Convert it with torch.as_tensor(...).")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must hold floats, got dtype {t.dtype}. Convert it with {name}.float().")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf. Check the step that produced it (a too-large learning rate "
+                         f"makes a model's outputs blow up).")
+    return t
+
+
+def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
+    """x as a float tensor of images (B, 1, 28, 28) or (B, 784) with values in [0, 1]."""
+    x = check_tensor(x, name)
+    if x.ndim < 2 or x[0].numel() != image_size:
+        raise ValueError(f"{name} must be a batch of images, shape (B, 1, 28, 28) or (B, {image_size}); got "
+                         f"{tuple(x.shape)}. For a single image add a batch dimension: {name}.unsqueeze(0).")
+    if len(x) and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must have pixel values in [0, 1]; got [{x.min().item():.3g}, {x.max().item():.3g}]. "
+                         f"Scale raw 0-255 pixels with {name} / 255.")
+    return x
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    """A ValueError unless a and b have the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{names} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}. "
+                         f"Reshape one of them, e.g. with .view_as(...).")
+
+
+def check_device(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """A ValueError unless x is on the device of the model's parameters."""
+    param = next(model.parameters(), None)
+    if param is not None and param.device != x.device:
+        raise ValueError(f"{name} is on {x.device} but the model is on {param.device}: move one of them, "
+                         f"e.g. {name} = {name}.to(device) and model.to(device).")
