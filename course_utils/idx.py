@@ -38,13 +38,6 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_md5(path: Path) -> None:
-    """Raise MNISTFileError if a gzipped MNIST file does not have its official checksum."""
-    expected = MD5.get(path.name)
-    if expected is not None and md5sum(path) != expected:
-        raise _damaged(path, f"its md5 is not the official {expected}")
-
-
 def read_bytes(path: Path) -> bytes:
     """The file's content, un-gzipped when its name ends in .gz."""
     if path.suffix != ".gz":

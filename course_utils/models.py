@@ -21,8 +21,8 @@ class VAEOutput(NamedTuple):
 
 
 def _flat(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    check_images(x)
     check_device(model, x)
+    check_images(x)
     return x.flatten(1)  # (B, 1, 28, 28) -> (B, 784)
 
 
@@ -43,15 +43,19 @@ class Autoencoder(nn.Module):
         """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
         return self.encoder(_flat(self, x))
 
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28), before the sigmoid."""
+        return _image(self.decoder(z))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
-        return _image(torch.sigmoid(self.decoder(z)))
+        return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
 
-class _GaussianVAE(nn.Module):
+class GaussianVAE(nn.Module):
     """What every VAE shares: the reparameterization trick, the forward pass and sampling from the prior."""
 
     latent_dim: int
@@ -63,6 +67,10 @@ class _GaussianVAE(nn.Module):
         std = torch.exp(0.5 * logvar)  # sigma = exp(log(sigma^2) / 2)
         eps = torch.randn_like(std)
         return mu + std * eps
+
+    def decode(self, *args: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]: the sigmoid of the logits."""
+        return torch.sigmoid(self.decode_logits(*args))
 
     def forward(self, x: torch.Tensor) -> VAEOutput:
         mu, logvar = self.encode(x)
@@ -77,7 +85,7 @@ class _GaussianVAE(nn.Module):
         return self.decode(z)
 
 
-class VAE(_GaussianVAE):
+class VAE(GaussianVAE):
     """The article's VAE: encoder 784-400 with mu and logvar heads of latent_dim, decoder latent_dim-400-784."""
 
     def __init__(self, latent_dim: int = 20, hidden_dim: int = 400):
@@ -94,13 +102,13 @@ class VAE(_GaussianVAE):
         h = F.relu(self.fc1(_flat(self, x)))  # (B, 784) -> (B, hidden_dim)
         return self.fc21(h), self.fc22(h)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
-        h = F.relu(self.fc3(z))
-        return _image(torch.sigmoid(self.fc4(h)))
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28), before the sigmoid."""
+        h = F.relu(self.fc3(z))  # (B, latent_dim) -> (B, hidden_dim)
+        return _image(self.fc4(h))
 
 
-class ConditionalVAE(_GaussianVAE):
+class ConditionalVAE(GaussianVAE):
     """A VAE told the digit: q(z | x, y) and p(x | z, y), with y one-hot; decode(z, y) draws digit y."""
 
     def __init__(self, latent_dim: int = 20, hidden_dim: int = 400, num_classes: int = NUM_CLASSES):
@@ -124,10 +132,10 @@ class ConditionalVAE(_GaussianVAE):
         h = F.relu(self.fc1(torch.cat([x_flat, self._one_hot(y, len(x_flat))], dim=1)))  # (B, 784 + 10)
         return self.fc21(h), self.fc22(h)
 
-    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) and labels y (B,) -> images of those digits (B, 1, 28, 28)."""
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) and labels y (B,) -> pixel logits of those digits (B, 1, 28, 28)."""
         h = F.relu(self.fc3(torch.cat([z, self._one_hot(y, len(z))], dim=1)))  # (B, latent_dim + 10)
-        return _image(torch.sigmoid(self.fc4(h)))
+        return _image(self.fc4(h))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> VAEOutput:
         mu, logvar = self.encode(x, y)
@@ -168,16 +176,16 @@ class ConvAutoencoder(Autoencoder):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
-        check_images(x)
         check_device(self, x)
+        check_images(x)
         return self.encoder(_image(x))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28)."""
+        return self.decoder(z)
 
 
-class ConvVAE(_GaussianVAE):
+class ConvVAE(GaussianVAE):
     """A convolutional VAE: the ConvAutoencoder's layers with mu and logvar heads."""
 
     def __init__(self, latent_dim: int = 20, channels: int = 32):
@@ -190,11 +198,11 @@ class ConvVAE(_GaussianVAE):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, 28, 28) -> mu, logvar, each (B, latent_dim)."""
-        check_images(x)
         check_device(self, x)
+        check_images(x)
         h = self.encoder(_image(x))
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
-        return torch.sigmoid(self.decoder(z))
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28)."""
+        return self.decoder(z)

@@ -1,0 +1,107 @@
+"""Checkpoints: save a trained model whole and atomically, load it safely, or train it when there is none."""
+from __future__ import annotations
+
+import inspect
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import __version__, models
+from .train import Data, fit
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: damaged, or made for another model or other settings."""
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The model's class name and constructor arguments, e.g. {'class': 'VAE', 'latent_dim': 20, ...}."""
+    names = [p for p in inspect.signature(type(model).__init__).parameters if p != "self"]
+    return {"class": type(model).__name__, **{name: getattr(model, name) for name in names}}
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """A new, untrained model from a model_config() dictionary."""
+    kwargs = dict(config)
+    cls = getattr(models, kwargs.pop("class"), None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"{config['class']!r} is not a model of course_utils.models.")
+    return cls(**kwargs)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, history: Optional[dict] = None,
+                    settings: Optional[dict] = None) -> Path:
+    """Save config, weights, history, training settings and library versions; atomically (whole or not at all)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "config": model_config(model),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "history": history or {},
+        "settings": settings or {},
+        "versions": {"course_utils": __version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # atomic rename: an interrupted save leaves the old file, never half a new one
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: Optional[nn.Module] = None) -> tuple[nn.Module, dict]:
+    """Load (model, checkpoint). weights_only=True: a checkpoint file can run no code.
+
+    With a model given, its architecture must match the checkpoint's; without one, it is built from the config.
+    """
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        config, state = checkpoint["config"], checkpoint["state_dict"]
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}). Delete it and train "
+                              f"again; nothing else depends on it.") from err
+    if model is None:
+        model = build_model(config)
+    elif model_config(model) != config:
+        raise CheckpointError(f"{path} holds a {config} but the model is a {model_config(model)}. Build the model "
+                              f"with the checkpoint's settings, or pass a different checkpoint path.")
+    device = next(model.parameters()).device
+    model.load_state_dict(state)
+    model.to(device)
+    return model, checkpoint
+
+
+def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data: Optional[Data] = None,
+                **fit_kwargs: Any) -> dict[str, list[float]]:
+    """Load the model's weights from path when a checkpoint of the same model and settings is there; else fit and save.
+
+    Returns the training history either way. fit_kwargs are those of train.fit (num_epochs, lr, beta, ...).
+    """
+    fit_kwargs.setdefault("num_epochs", 10)
+    settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "device")}
+    settings["num_train"] = len(train_data[0])
+    if Path(path).exists():
+        try:
+            _, checkpoint = load_checkpoint(path, model)
+            if checkpoint["settings"] == settings:
+                print(f"Loaded the trained model from {path} (delete the file to train again).")
+                model.eval()
+                return checkpoint["history"]
+            print(f"{path} was trained with other settings: training again.")
+        except CheckpointError as err:
+            print(f"Not using {path}: {err}")
+    history = fit(model, train_data, test_data, **fit_kwargs)
+    if len(history["epoch"]) == fit_kwargs["num_epochs"]:  # an interrupted run is kept in memory, not saved
+        save_checkpoint(path, model, history, settings)
+    return history

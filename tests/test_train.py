@@ -1,0 +1,80 @@
+"""The training loop lowers the loss, evaluates correctly and survives an interruption."""
+import pytest
+import torch
+
+from course_utils.losses import vae_loss
+from course_utils.models import VAE, Autoencoder, ConditionalVAE
+from course_utils.setup import seed_everything
+from course_utils.train import evaluate, fit
+
+
+def blobs(n=512, seed=0):
+    """Images of a few fixed prototypes with a little noise: learnable in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand(4, 1, 28, 28, generator=g).round()
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = (prototypes[y] * 0.9 + 0.1 * torch.rand(n, 1, 28, 28, generator=g)).clamp(0, 1)
+    return x, y
+
+
+@pytest.mark.parametrize("model", [Autoencoder(latent_dim=4, hidden_dim=64), VAE(latent_dim=4, hidden_dim=64),
+                                   ConditionalVAE(latent_dim=4, hidden_dim=64)])
+def test_short_training_lowers_the_loss(model):
+    data = blobs()
+    before = evaluate(model, data)["loss"]
+    history = fit(model, data, data, num_epochs=4, lr=3e-3, batch_size=64, progress=False)
+    assert history["epoch"] == [1, 2, 3, 4]
+    assert history["test_loss"][-1] < 0.8 * before
+    assert history["train_loss"][-1] < history["train_loss"][0]
+
+
+def test_vae_history_has_its_terms_and_they_add_up():
+    history = fit(VAE(latent_dim=4, hidden_dim=64), blobs(), blobs(seed=1), num_epochs=2, beta=2.0, progress=False)
+    for split in ("train", "test"):
+        loss, recon, kl = (history[f"{split}_{k}"][-1] for k in ("loss", "recon", "kl"))
+        assert loss == pytest.approx(recon + 2.0 * kl, rel=1e-5)
+
+
+def test_evaluate_is_the_mean_of_vae_loss():
+    model = VAE(latent_dim=3, hidden_dim=32).eval()
+    x, y = blobs(n=300)
+    with torch.no_grad():
+        x_hat, mu, logvar = model(x)
+        expected = vae_loss(x_hat, x, mu, logvar).item()
+    assert evaluate(model, (x, y), batch_size=128)["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_same_seed_same_history():
+    runs = []
+    for seed in (3, 3, 4):
+        seed_everything(seed)  # the initial weights
+        runs.append(fit(VAE(latent_dim=4, hidden_dim=32), blobs(), num_epochs=2, seed=seed, progress=False))
+    assert runs[0]["train_loss"] == runs[1]["train_loss"]
+    assert runs[0]["train_loss"] != runs[2]["train_loss"]
+
+
+def test_interrupt_keeps_the_last_finished_epoch(monkeypatch):
+    model = VAE(latent_dim=4, hidden_dim=32)
+    calls = {"n": 0}
+    original = torch.optim.Adam.step
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8 + 3:  # 8 steps make one epoch of 512 images; stop 3 steps into the second
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    def remember(epoch_history_len):
+        snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
+    history = fit(model, blobs(), blobs(seed=1), num_epochs=5, batch_size=64, progress=False)
+    assert history["epoch"] == [1]
+    assert len(history["train_loss"]) == len(history["test_loss"]) == 1
+    # the weights are those at the end of epoch 1: evaluating them gives epoch 1's test loss
+    assert evaluate(model, blobs(seed=1))["loss"] == pytest.approx(history["test_loss"][0], rel=1e-6)
+
+
+def test_fit_rejects_bad_settings():
+    with pytest.raises(ValueError, match="lr"):
+        fit(VAE(), blobs(), lr=0)
