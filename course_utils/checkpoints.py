@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import __version__, models
+from .setup import fast_mode, project_dir
 from .train import Data, fit
 
 
@@ -82,12 +83,20 @@ def load_checkpoint(path: str | Path, model: Optional[nn.Module] = None) -> tupl
     return model, checkpoint
 
 
+def checkpoint_dir() -> Path:
+    """Where checkpoints go: $COURSE_CHECKPOINTS, else checkpoints/ in the course folder; fast/ or full/ inside."""
+    root = Path(os.environ.get("COURSE_CHECKPOINTS", project_dir() / "checkpoints"))
+    return root / ("fast" if fast_mode() else "full")  # a quick CI run never replaces a fully trained model
+
+
 def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data: Optional[Data] = None,
                 **fit_kwargs: Any) -> dict[str, list[float]]:
     """Load the model's weights from path when a checkpoint of the same model and settings is there; else fit and save.
 
-    Returns the training history either way. fit_kwargs are those of train.fit (num_epochs, lr, beta, ...).
+    A relative path is taken inside checkpoint_dir(). Returns the training history either way.
+    fit_kwargs are those of train.fit (num_epochs, lr, beta, ...).
     """
+    path = Path(path) if Path(path).is_absolute() else checkpoint_dir() / path
     fit_kwargs.setdefault("num_epochs", 10)
     settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "device")}
     settings["num_train"] = len(train_data[0])

@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from .setup import project_dir
 from .idx import MD5, MNISTFileError, md5sum, read_idx
 
 DATA_ENV = "COURSE_DATA"        # a folder holding the four MNIST files
@@ -28,10 +29,7 @@ def default_data_dir() -> Path:
     """Where MNIST is looked for and downloaded to: $COURSE_DATA, else the repo's data/ folder."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "pyproject.toml").exists():
-        return checkout / "data"
-    return Path.home() / ".cache" / "course_utils" / "data"  # an installed package (Colab, Binder)
+    return project_dir() / "data"
 
 
 def _find_file(folder: Path, stem: str) -> Optional[Path]:

@@ -4,11 +4,20 @@ from __future__ import annotations
 import os
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 FAST_ENV = "COURSE_FAST"  # COURSE_FAST=1: a small subset and few epochs (CI and quick previews)
+
+
+def project_dir() -> Path:
+    """The course's folder: the checkout that holds this package, else a cache folder (a pip-installed package)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").exists():
+        return checkout
+    return Path.home() / ".cache" / "course_utils"
 
 
 def seed_everything(seed: int = 0) -> None:
