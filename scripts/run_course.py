@@ -1,0 +1,108 @@
+"""Run every notebook of the course headless, and report each one's wall time and peak memory.
+
+    python scripts/run_course.py                 # full mode unless COURSE_FAST=1; executed copies in outputs/notebooks/
+    python scripts/run_course.py --inplace       # write the outputs back into notebooks/ (to commit them)
+    python scripts/run_course.py 06 07           # only the notebooks whose names start with these prefixes
+
+Writes outputs/course-report.json: per notebook its name, wall seconds, peak resident MB of its kernel
+(children included, sampled every 50 ms) and whether it passed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class PeakMemory:
+    """Samples the resident memory of a process and its children in a thread; .peak_mb is the largest seen."""
+
+    def __init__(self, pid: int, interval: float = 0.05):
+        self.process, self.interval, self.peak_mb = psutil.Process(pid), interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
+                self.peak_mb = max(self.peak_mb, rss / 2**20)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_notebook(path: Path, out_path: Path, timeout: int) -> dict:
+    """Execute one notebook in a fresh kernel, in its own folder; return its report row."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start, passed, error = time.perf_counter(), True, ""
+    with client.setup_kernel():
+        with PeakMemory(client.km.provisioner.process.pid) as memory:
+            try:
+                for index, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, index)
+            except CellExecutionError as err:
+                passed, error = False, str(err).splitlines()[-1] if str(err) else "cell failed"
+    seconds = time.perf_counter() - start
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_path)
+    return {"name": path.name, "wall_seconds": round(seconds, 1), "peak_rss_mb": round(memory.peak_mb),
+            "passed": passed, **({"error": error} if error else {})}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these")
+    parser.add_argument("--inplace", action="store_true", help="write the executed notebooks back into notebooks/")
+    parser.add_argument("--solutions", action="store_true", help="also run notebooks/solutions/")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per cell")
+    parser.add_argument("--report", default=str(ROOT / "outputs" / "course-report.json"))
+    args = parser.parse_args()
+
+    paths = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    if args.solutions:
+        paths += sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb"))
+    paths = [p for p in paths if not args.prefixes or any(p.name.startswith(x) for x in args.prefixes)]
+    if not paths:
+        print("No notebooks matched; names look like 01_autoencoder.ipynb.", file=sys.stderr)
+        return 2
+    mode = "fast" if os.environ.get("COURSE_FAST", "0") not in ("", "0") else "full"
+    rows = []
+    print(f"Running {len(paths)} notebooks in {mode} mode")
+    for path in paths:
+        out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
+        row = run_notebook(path, out, args.timeout)
+        rows.append(row)
+        print(f"{row['name']:<45} {row['wall_seconds']:>7.1f} s {row['peak_rss_mb']:>6} MB  "
+              f"{'passed' if row['passed'] else 'FAILED: ' + row['error']}", flush=True)
+    total = sum(r["wall_seconds"] for r in rows)
+    report = {"mode": mode, "total_seconds": round(total, 1), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+              "cpu_count": os.cpu_count(), "notebooks": rows}
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'total':<45} {total:>7.1f} s {report['max_peak_rss_mb']:>6} MB  -> {args.report}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
