@@ -17,6 +17,7 @@ from .setup import project_dir
 from .idx import MD5, MNISTFileError, md5sum, read_idx
 
 DATA_ENV = "COURSE_DATA"        # a folder holding the four MNIST files
+CACHE_ENV = "COURSE_CACHE"      # where decoded tensors are cached (default: the course's data/cache/)
 OFFLINE_ENV = "COURSE_OFFLINE"  # COURSE_OFFLINE=1: never try to download
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -49,14 +50,16 @@ def find_mnist_folder(root: str | Path | None = None) -> Optional[Path]:
 
 
 def _writable_dir(preferred: Path) -> Path:
-    """preferred if it can be created and written, else a cache folder in the user's home."""
+    """preferred if it can be created and written, else a cache folder in the user's home (and say so)."""
     try:
         preferred.mkdir(parents=True, exist_ok=True)
+        if not preferred.stat().st_mode & 0o222:  # read-only by its mode bits, even for root
+            raise PermissionError(f"{preferred} is read-only")
         with tempfile.TemporaryFile(dir=preferred):
             pass
         return preferred
     except OSError:
-        fallback = Path.home() / ".cache" / "course_utils" / "data"
+        fallback = Path.home() / ".cache" / "course_utils" / preferred.name
         fallback.mkdir(parents=True, exist_ok=True)
         print(f"note: {preferred} is not writable, so {fallback} is used instead")
         return fallback
@@ -101,7 +104,11 @@ def _load_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise MNISTFileError(f"{images_path} and {labels_path} do not hold matching 28x28 images and labels "
-                             f"(shapes {images.shape} and {labels.shape}). Replace them with the original files.")
+                             f"(shapes {images.shape} and {labels.shape}). Replace them with the original files.",
+                             images_path)
+    if labels.size and labels.max() > 9:
+        raise MNISTFileError(f"{labels_path} holds labels up to {labels.max()}, but digits go from 0 to 9. Replace it "
+                             f"with the original file.", labels_path)
     return images, labels
 
 
@@ -110,7 +117,8 @@ def _cache_path(folder: Path, split: str) -> Path:
     sources = [_find_file(folder, stem) for stem in FILES[split]]
     stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sources)
     key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
-    return _writable_dir(folder / "cache") / f"mnist-{split}-{key}.pt"
+    cache_dir = Path(os.environ.get(CACHE_ENV) or project_dir() / "data" / "cache")
+    return _writable_dir(cache_dir) / f"mnist-{split}-{key}.pt"
 
 
 def _load_cached(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -148,6 +156,20 @@ def load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[part], labels[part]
 
 
+def _replace_damaged(err: MNISTFileError) -> Path:
+    """Move a damaged file aside (name.damaged) and download a checked copy; re-raise err when that fails."""
+    print(f"{err}\nDownloading a fresh copy ...")
+    damaged = err.path
+    try:
+        damaged.replace(damaged.with_name(damaged.name + ".damaged"))  # kept, not deleted: nothing is lost
+    except OSError:
+        pass  # a read-only folder: the fresh copy goes to the user's cache folder instead
+    try:
+        return download_mnist(damaged.parent)
+    except ConnectionError as download_error:
+        raise err from download_error
+
+
 def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST as (x, y): x float32 (N, 1, 28, 28) in [0, 1], y int64 (N,).
 
@@ -166,7 +188,13 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
         except ConnectionError as err:
             print(f"no MNIST files and no download ({str(err)[:120]}...)")
     if folder is not None:
-        images, labels, cached = _load_cached(folder, split)
+        try:
+            images, labels, cached = _load_cached(folder, split)
+        except MNISTFileError as err:
+            if offline:
+                raise
+            folder = _replace_damaged(err)
+            images, labels, cached = _load_cached(folder, split)
         print(f"MNIST {split}: {len(labels):,} images from {folder}{' (cache)' if cached else ''}")
     else:
         images, labels = load_sample(split)

@@ -21,12 +21,15 @@ _UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
 class MNISTFileError(RuntimeError):
     """A data file is truncated, corrupt or not an IDX file; the message names the file and the fix."""
 
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
 
 def _damaged(path: Path, what: str) -> MNISTFileError:
     return MNISTFileError(
         f"{path} is damaged: {what}. Delete this file and run again: load_mnist() then downloads a fresh "
-        f"copy (or copy the original file there from a working folder)."
-    )
+        f"copy (or copy the original file there from a working folder).", path)
 
 
 def md5sum(path: Path) -> str:

@@ -91,3 +91,137 @@ def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2
     ax.set_yticks(ticks, [f"{v:.1f}" for v in values.tolist()])
     ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$")
     return _finish(fig)
+
+
+def show_interpolation(strips: Sequence[torch.Tensor], labels: Sequence[str], title: str = "Interpolation in latent space",
+                       xlabel: str = "t, the fraction of the way from the first image to the second") -> plt.Figure:
+    """Interpolation strips, one per row: each (steps, 1, 28, 28) decoded along a path, labelled on the left."""
+    if len(strips) != len(labels) or len(strips) == 0:
+        raise ValueError(f"give one label per strip; got {len(strips)} strips and {len(labels)} labels.")
+    steps = len(strips[0])
+    if any(len(s) != steps for s in strips):
+        raise ValueError(f"every strip must have the same number of images; got {[len(s) for s in strips]}.")
+    fig, axes = plt.subplots(len(strips), 1, figsize=(steps * 0.75, 1.0 * len(strips) + 0.9), squeeze=False)
+    ticks = 30 * np.arange(steps) + 15  # make_grid's default padding of 2 around 28-pixel images: 30 px per image
+    for ax, strip, label in zip(axes[:, 0], strips, labels):
+        ax.imshow(make_grid(_as_images(strip), nrow=steps, pad_value=1.0).permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+        ax.set_xticks(ticks, [""] * steps)
+    axes[-1, 0].set_xticks(ticks, [f"{t:.2f}" for t in np.linspace(0, 1, steps)])
+    axes[-1, 0].set_xlabel(xlabel)
+    axes[0, 0].set_title(title)
+    return _finish(fig)
+
+
+def plot_kl_per_dimension(kl: torch.Tensor, active: Optional[torch.Tensor] = None,
+                          title: str = "KL divergence of each latent unit") -> plt.Figure:
+    """A bar per latent unit of its mean KL in nats (latent.kl_per_dimension), active units in colour."""
+    kl = kl.detach().double().cpu().numpy()  # (latent_dim,)
+    units = np.arange(len(kl))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(kl) + 1.5), 3.5))
+    if active is None:
+        ax.bar(units, kl, color="tab:blue")
+    else:
+        active = np.asarray(active.cpu(), dtype=bool)
+        ax.bar(units[active], kl[active], color="tab:blue", label=f"active ({active.sum()})")
+        ax.bar(units[~active], kl[~active], color="tab:gray", label=f"inactive ({(~active).sum()})")
+        ax.legend()
+    ax.set_xticks(units)
+    ax.set(title=title, xlabel="latent unit u", ylabel="mean KL (nats per image)")
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig)
+
+
+def plot_rate_distortion(rate: Sequence[float], distortion: Sequence[float], labels: Sequence[str],
+                         title: str = "Rate against distortion") -> plt.Figure:
+    """One labelled point per model: rate (KL, nats) against distortion (reconstruction, nats), lines of equal ELBO.
+
+    Alemi et al. (2018), "Fixing a Broken ELBO": -ELBO = distortion + rate, so models on one dashed line of slope -1
+    have the same ELBO.
+    """
+    if not len(rate) == len(distortion) == len(labels) or len(rate) == 0:
+        raise ValueError(f"give one rate, one distortion and one label per model; got {len(rate)}, {len(distortion)} "
+                         f"and {len(labels)}.")
+    rate, distortion = np.asarray(rate, dtype=float), np.asarray(distortion, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    span = np.linspace(0, rate.max() * 1.15, 2)
+    for total in np.unique(np.round(rate + distortion, 1)):  # D + R = -ELBO
+        ax.plot(span, total - span, ls="--", lw=0.8, color="tab:gray")
+    ax.plot(rate, distortion, "o-", color="tab:blue", label="models")
+    for r, d, label in zip(rate, distortion, labels):
+        ax.annotate(label, (r, d), textcoords="offset points", xytext=(6, 6))
+    ax.plot([], [], ls="--", lw=0.8, color="tab:gray", label="equal ELBO: distortion + rate = constant")
+    margin = 0.1 * max(np.ptp(distortion), 1.0)
+    ax.set_ylim(distortion.min() - margin, distortion.max() + 3 * margin)
+    ax.set_xlim(0, span[-1])
+    ax.set(title=title, xlabel="rate: KL(q(z | x) || p(z)), nats per image",
+           ylabel="distortion: E_q[-log p(x | z)], nats per image")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    return _finish(fig)
+
+
+def plot_bounds(ks: Sequence[int], bounds: dict, title: str = "The importance-weighted bound tightens with k",
+                ylabel: str = "bound on log p(x), nats per image") -> plt.Figure:
+    """The mean k-sample bound (likelihood.iwae_bound) against k on a log axis, one line per model in bounds."""
+    for name, values in bounds.items():
+        if len(values) != len(ks):
+            raise ValueError(f"bounds[{name!r}] has {len(values)} values but there are {len(ks)} values of k: "
+                             f"give one mean bound per k.")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in bounds.items():
+        ax.plot(ks, values, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.set(title=title, xlabel="k, the number of importance samples per image", ylabel=ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _finish(fig)
+
+
+def plot_score_histograms(normal_scores: torch.Tensor, anomaly_scores: torch.Tensor, threshold: Optional[float] = None,
+                          labels: Sequence[str] = ("normal", "anomaly"), title: str = "Anomaly scores",
+                          xlabel: str = "reconstruction error (nats per image)", bins: int = 60) -> plt.Figure:
+    """Two histograms of anomaly scores on shared bins, each scaled to area 1, with the threshold as a line."""
+    normal = np.asarray(torch.as_tensor(normal_scores).detach().double().cpu())
+    anomaly = np.asarray(torch.as_tensor(anomaly_scores).detach().double().cpu())
+    edges = np.histogram_bin_edges(np.concatenate([normal, anomaly]), bins=bins)  # shared, so the bars compare
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.hist(normal, bins=edges, density=True, alpha=0.6, color="tab:blue", label=labels[0])
+    ax.hist(anomaly, bins=edges, density=True, alpha=0.6, color="tab:red", label=labels[1])
+    if threshold is not None:
+        ax.axvline(float(threshold), color="black", linestyle="--", label=f"threshold {float(threshold):.1f}")
+    ax.set(title=title, xlabel=xlabel, ylabel="density (each histogram has area 1)")
+    ax.legend()
+    return _finish(fig)
+
+
+def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: Optional[float] = None, point: Optional[tuple] = None,
+             title: str = "ROC curve") -> plt.Figure:
+    """A ROC curve (from sklearn.metrics.roc_curve), the chance diagonal, and optionally one operating point."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.plot(fpr, tpr, color="tab:blue", label="autoencoder" + (f" (AUC {auc:.3f})" if auc is not None else ""))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="chance (AUC 0.5)")
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", color="black", label=f"threshold: FPR {point[0]:.2f}, TPR {point[1]:.2f}")
+    ax.set(title=title, xlabel="false positive rate (normal images flagged)",
+           ylabel="true positive rate (anomalies caught)", xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _finish(fig)
+
+
+def show_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], n: int = 8, title: str = "") -> plt.Figure:
+    """Several rows of n images each, labelled on the left: e.g. noisy, denoised and clean versions of the same digits."""
+    if len(rows) != len(labels) or len(rows) == 0:
+        raise ValueError(f"give one label per row of images; got {len(rows)} rows and {len(labels)} labels.")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.9, 1.1 * len(rows) + 0.3), squeeze=False)
+    for ax, images, label in zip(axes[:, 0], rows, labels):
+        grid = make_grid(_as_images(images)[:n], nrow=n, pad_value=1.0)  # (3, H, W)
+        ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title(title)
+    return _finish(fig)

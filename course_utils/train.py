@@ -66,6 +66,27 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float =
     return {key: (value / len(x)).item() for key, value in totals.items()}
 
 
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, batch_size: int = 128,
+                beta: float = 1.0, noise_std: float = 0.0, generator: Optional[torch.Generator] = None,
+                desc: str = "", progress: bool = True) -> dict[str, float]:
+    """One shuffled pass over the training data with one optimizer step per batch; returns the mean loss terms."""
+    x, y = data
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    bar = tqdm(batches(x, y, batch_size, generator=generator), total=-(-len(x) // batch_size), desc=desc,
+               disable=not progress, leave=False)
+    for step, (xb, yb) in enumerate(bar):
+        terms = loss_terms(model, xb, yb, beta, noise_std)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.detach() * len(xb)
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{terms['loss'].item():.1f}")
+    return {key: (value / len(x)).item() for key, value in sums.items()}
+
+
 def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *, num_epochs: int = 10,
         lr: float = 1e-3, batch_size: int = 128, beta: float = 1.0, noise_std: float = 0.0, seed: int = 0,
         device: Optional[torch.device] = None, progress: bool = True) -> dict[str, list[float]]:
@@ -85,21 +106,11 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *,
     finished = copy.deepcopy(model.state_dict())
     try:
         for epoch in range(1, num_epochs + 1):
-            model.train()
-            start, sums = time.perf_counter(), {}
-            bar = tqdm(batches(x, y, batch_size, generator=shuffle), total=-(-len(x) // batch_size),
-                       desc=f"epoch {epoch}/{num_epochs}", disable=not progress, leave=False)
-            for step, (xb, yb) in enumerate(bar):
-                terms = loss_terms(model, xb, yb, beta, noise_std)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach() * len(xb)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{terms['loss'].item():.1f}")
+            start = time.perf_counter()
+            train = train_epoch(model, optimizer, (x, y), batch_size=batch_size, beta=beta, noise_std=noise_std,
+                                generator=shuffle, desc=f"epoch {epoch}/{num_epochs}", progress=progress)
             record = {"epoch": epoch, "seconds": time.perf_counter() - start}
-            record.update({f"train_{key}": (value / len(x)).item() for key, value in sums.items()})
+            record.update({f"train_{key}": value for key, value in train.items()})
             if test_data is not None:
                 test = evaluate(model, test_data, beta=beta, noise_std=noise_std)
                 record.update({f"test_{key}": value for key, value in test.items()})

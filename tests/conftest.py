@@ -43,5 +43,6 @@ def isolated_data(monkeypatch, tmp_path):
     """No test reads or writes the learner's data/ folder or the network unless it asks to."""
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "checkpoints"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -1,0 +1,212 @@
+"""Train the article's VAE two ways on the same machine and data, alternating epochs, and compare.
+
+    python benchmarks/train_vae.py --epochs 10 --json results.json
+
+1. course_utils: in-memory tensors cut into batches, train.train_epoch and train.evaluate.
+2. The article's pipeline: torchvision datasets.MNIST with transforms.ToTensor() and a shuffled DataLoader
+   (batch 128), a VAE with sigmoid outputs, and its loss (BCE averaged over batch and pixels plus KLD / (B * 784)).
+
+Both use the article's model (784-400-20), batch 128, Adam at lr 1e-3, the same seed and the same number of
+threads. Each epoch is one pass over the training set plus one over the test set, as both training scripts do.
+Both test losses are measured by one function: summed BCE plus KL per image, in eval mode (z = mu), in nats.
+Run it on a quiet machine: it reports median epoch times, and a loaded machine makes both pipelines slower.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from course_utils import data as course_data  # noqa: E402
+from course_utils.models import VAE  # noqa: E402
+from course_utils.setup import seed_everything  # noqa: E402
+from course_utils.train import evaluate, loss_terms, train_epoch  # noqa: E402
+
+
+class ArticleVAE(nn.Module):
+    """The article's model, as written there (in current PyTorch): sigmoid outputs, flat (B, 784) images."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+        self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        if self.training:
+            std = torch.exp(0.5 * logvar)
+            return mu + std * torch.randn_like(std)
+        return mu
+
+    def decode(self, z):
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))  # (B, 1, 28, 28) -> (B, 784)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+
+
+def article_loss(recon_x, x, mu, logvar):
+    """The article's loss: BCE averaged over batch and pixels, KLD divided by BATCH_SIZE * 784."""
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784))
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld / (len(x) * 784)
+
+
+def article_loaders(raw_gz: Path, root: Path, batch_size: int, seed: int):
+    """torchvision's MNIST over un-gzipped copies of the files, with ToTensor and shuffled DataLoaders."""
+    from torchvision import datasets, transforms
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in course_data.FILES["train"] + course_data.FILES["test"]:
+        source = raw_gz / name if (raw_gz / name).exists() else raw_gz / f"{name}.gz"
+        blob = source.read_bytes()
+        (raw / name).write_bytes(gzip.decompress(blob) if source.suffix == ".gz" else blob)
+    train = datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    test = datasets.MNIST(str(root), train=False, download=False, transform=transforms.ToTensor())
+    g = torch.Generator().manual_seed(seed)
+    return (torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=g),
+            torch.utils.data.DataLoader(test, batch_size=batch_size, shuffle=False))
+
+
+def article_epoch(model, optimizer, train_loader, test_loader) -> None:
+    """One epoch of the article's training script: a training pass, then a test pass through the loader."""
+    model.train()
+    for x, _ in train_loader:
+        optimizer.zero_grad()
+        recon, mu, logvar = model(x)
+        loss = article_loss(recon, x, mu, logvar)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        for x, _ in test_loader:
+            model(x)
+
+
+@torch.no_grad()
+def nats_per_image(model, x: torch.Tensor) -> float:
+    """Summed BCE plus KL per test image, eval mode (z = mu): the figure both pipelines are judged by."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(x), 1000):
+        xb = x[start:start + 1000]
+        out = model(xb)
+        recon, mu, logvar = out[0], out[1], out[2]
+        bce = F.binary_cross_entropy(recon.reshape(len(xb), 784), xb.reshape(len(xb), 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        total += (bce + kld).item()
+    return total / len(x)
+
+
+def flops_per_epoch(n_train: int, n_test: int, batch_size: int) -> float:
+    """FLOPs of one epoch (a training step per batch plus the test forward passes), counted by PyTorch."""
+    model, x = VAE(), torch.rand(batch_size, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        loss_terms(model, x)["loss"].backward()
+    step = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()
+        loss_terms(model, x)
+    forward = counter.get_total_flops()
+    return step * n_train / batch_size + forward * n_test / batch_size
+
+
+def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    """The FLOP/s of a large square matmul: what this machine's cores can do at best."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+
+    folder = course_data.find_mnist_folder(args.data)
+    if folder is None:
+        print("The benchmark needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.", file=sys.stderr)
+        return 2
+    x_train, y_train = course_data.load_mnist("train", root=folder)
+    x_test, y_test = course_data.load_mnist("test", root=folder)
+    tmp = tempfile.TemporaryDirectory()
+    train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, args.seed)
+
+    seed_everything(args.seed)
+    ours = VAE()
+    theirs = ArticleVAE()
+    theirs.load_state_dict(ours.state_dict())  # the same layer names: both start from the same weights
+    our_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
+    their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+    shuffle = torch.Generator().manual_seed(args.seed)
+
+    times = {"course_utils": [], "article": []}
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        article_epoch(theirs, their_opt, train_loader, test_loader)
+        times["article"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle, progress=False)
+        evaluate(ours, (x_test, y_test), batch_size=args.batch_size)
+        times["course_utils"].append(time.perf_counter() - start)
+        print(f"epoch {epoch:>2}: article {times['article'][-1]:.2f} s, course_utils {times['course_utils'][-1]:.2f} s",
+              flush=True)
+
+    flops = flops_per_epoch(len(x_train), len(x_test), args.batch_size)
+    peak = matmul_peak()
+    results = {"epochs": args.epochs, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+               "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
+               "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    for name, model in (("course_utils", ours), ("article", theirs)):
+        epoch_s = statistics.median(times[name])
+        results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
+                         "test_loss": round(nats_per_image(model, x_test), 2),
+                         "gflops": round(flops / epoch_s / 1e9, 1),
+                         "fraction_of_matmul_peak": round(flops / epoch_s / peak, 3)}
+    results["ratio"] = round(results["article"]["epoch_s"] / results["course_utils"]["epoch_s"], 2)
+
+    print(f"\n| pipeline | median epoch | test loss (nats/image) | GFLOP/s | of matmul peak |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in ("article", "course_utils"):
+        r = results[name]
+        print(f"| {name} | {r['epoch_s']:.2f} s | {r['test_loss']:.2f} | {r['gflops']:.0f} | "
+              f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
+    print(f"\nspeed-up {results['ratio']}x; {results['gflop_per_epoch']} GFLOP per epoch; matmul peak "
+          f"{results['matmul_peak_gflops']} GFLOP/s on {results['threads']} threads; peak RSS {results['peak_rss_mb']} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""How good is a reconstruction: per-image error (MSE, PSNR, cross-entropy) of images and of trained models."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import ConditionalVAE, GaussianVAE
+from .validate import check_same_shape, check_tensor
+
+
+def _check_pair(x_hat: torch.Tensor, x: torch.Tensor) -> None:
+    check_tensor(x_hat, "x_hat")
+    check_tensor(x, "x")
+    check_same_shape(x_hat, x, "x_hat and x")
+    if x.ndim < 2:
+        raise ValueError(f"x_hat and x must be batches of images, (B, 1, 28, 28) or (B, 784); got {tuple(x.shape)}. "
+                         f"For a single image add a batch dimension: x.unsqueeze(0).")
+
+
+def mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image, averaged over its pixels: shape (B,)."""
+    _check_pair(x_hat, x)
+    return (x_hat - x).pow(2).flatten(1).mean(dim=1)  # (B, 1, 28, 28) -> (B, 784) -> (B,)
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB, for pixels in [0, 1]: shape (B,); inf where x_hat == x.
+
+    PSNR = 10 * log10(MAX^2 / MSE) with MAX = 1, the data range. Higher is better: +10 dB is 10x less squared error.
+    """
+    return 10 * torch.log10(1.0 / mse(x_hat, x))  # MAX^2 = 1 for pixels in [0, 1]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be a positive whole number, e.g. 1000.")
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The decoder's pixel logits for a batch, from z = encode(x) (z = mu for a VAE, as in eval mode)."""
+    if isinstance(model, ConditionalVAE):
+        raise ValueError("a ConditionalVAE also needs the labels y, which this function does not take: score it with "
+                         "losses.reconstruction_loss(model(x, y).x_hat, x) instead.")
+    if isinstance(model, GaussianVAE):
+        mu, _ = model.encode(x)
+        return model.decode_logits(mu)
+    return model.decode_logits(model.encode(x))
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """model's reconstructions x_hat of all of x, (N, 1, 28, 28), in eval mode and batches, without gradients."""
+    _check_batch_size(batch_size)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        parts = [torch.sigmoid(_logits(model, x[i:i + batch_size].to(device))).cpu()
+                 for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else x.new_empty(0, 1, 28, 28)
+
+
+@torch.no_grad()
+def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Each image's reconstruction error, -log p(x | z) in nats (BCE summed over pixels): shape (N,), on the CPU.
+
+    The same per-image number that train.evaluate averages: computed from the decoder's logits, in eval mode.
+    """
+    _check_batch_size(batch_size)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    errors = []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device)
+            logits = _logits(model, xb)
+            # BCE(x, sigmoid(logits)) = -[x log x_hat + (1 - x) log(1 - x_hat)], computed stably from the logits
+            bce = F.binary_cross_entropy_with_logits(logits.flatten(1), xb.flatten(1), reduction="none")  # (B, 784)
+            errors.append(bce.sum(dim=1).cpu())  # (B, 784) -> (B,)
+    finally:
+        model.train(was_training)
+    return torch.cat(errors) if errors else torch.empty(0)

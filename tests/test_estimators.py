@@ -1,0 +1,125 @@
+"""The gradient estimators against analytic gradients and hand formulas; and the check_vae_loss self-check."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils import exercises
+from course_utils.estimators import pathwise_gradient, score_function_gradient
+
+N = 200_000
+
+# f, and the analytic d/dmu, d/dsigma of E_{z ~ N(mu, sigma^2)}[f(z)] as functions of (mu, sigma)
+CASES = {
+    "z^2": (lambda z: z ** 2, lambda m, s: 2 * m, lambda m, s: 2 * s),  # E = mu^2 + sigma^2
+    "z": (lambda z: z, lambda m, s: 1.0, lambda m, s: 0.0),             # E = mu
+    # E[sin z] = sin(mu) exp(-sigma^2 / 2), the imaginary part of the characteristic function at 1
+    "sin": (torch.sin, lambda m, s: math.cos(m) * math.exp(-s * s / 2),
+            lambda m, s: -s * math.sin(m) * math.exp(-s * s / 2)),
+}
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_mean_close(samples, expected, num_se=5.0):
+    """The sample mean is within num_se standard errors (plus a float32 floor) of the expected value."""
+    se = samples.double().std().item() / math.sqrt(len(samples))
+    assert abs(samples.double().mean().item() - expected) <= num_se * se + 1e-4, (samples.mean().item(), expected)
+
+
+@pytest.mark.parametrize("estimator", [pathwise_gradient, score_function_gradient])
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("mu, sigma", [(0.7, 1.3), (-2.0, 0.4)])
+def test_means_converge_to_the_analytic_gradient(estimator, name, mu, sigma):
+    f, d_mu, d_sigma = CASES[name]
+    est = estimator(f, mu, sigma, N, generator=gen(1))
+    assert est.d_mu.shape == est.d_sigma.shape == (N,)
+    assert_mean_close(est.d_mu, d_mu(mu, sigma))
+    assert_mean_close(est.d_sigma, d_sigma(mu, sigma))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_score_function_spreads_more(name):
+    f = CASES[name][0]
+    path = pathwise_gradient(f, 1.0, 0.5, 20_000, generator=gen(2))
+    score = score_function_gradient(f, 1.0, 0.5, 20_000, generator=gen(2))
+    assert score.d_mu.var() > 2 * path.d_mu.var()
+    assert score.d_sigma.var() > 2 * path.d_sigma.var()
+
+
+def test_per_sample_values_by_hand():
+    mu, sigma, n = 0.5, 2.0, 10
+    eps = torch.randn(n, generator=gen(3))  # the estimators draw eps exactly like this
+    z = mu + sigma * eps
+    path = pathwise_gradient(lambda z: z ** 2, mu, sigma, n, generator=gen(3))
+    torch.testing.assert_close(path.d_mu, 2 * z)            # f'(z)
+    torch.testing.assert_close(path.d_sigma, 2 * z * eps)   # f'(z) * dz/dsigma
+    score = score_function_gradient(lambda z: z ** 2, mu, sigma, n, generator=gen(3))
+    torch.testing.assert_close(score.d_mu, z ** 2 * (z - mu) / sigma ** 2)                             # f * (z-mu)/s^2
+    torch.testing.assert_close(score.d_sigma, z ** 2 * ((z - mu) ** 2 / sigma ** 3 - 1 / sigma))       # f * dlogq/ds
+
+
+def test_pathwise_of_a_linear_function_has_no_spread():
+    est = pathwise_gradient(lambda z: 3 * z, -1.0, 2.0, 1000, generator=gen(4))
+    assert torch.all(est.d_mu == 3.0)  # f'(z) = 3 for every sample
+
+
+def test_score_function_takes_a_black_box():
+    step = lambda z: (z > 0).float()  # noqa: E731  E[step] = Phi(mu / sigma): d/dmu = pdf(mu / sigma) / sigma
+    mu, sigma = 0.3, 1.5
+    est = score_function_gradient(step, mu, sigma, N, generator=gen(5))
+    pdf = math.exp(-0.5 * (mu / sigma) ** 2) / math.sqrt(2 * math.pi)
+    assert_mean_close(est.d_mu, pdf / sigma)
+    with pytest.raises(ValueError, match="score_function_gradient"):
+        pathwise_gradient(step, mu, sigma, 10)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sigma": 0.0}, "sigma"),
+    ({"sigma": -1.0}, "sigma"),
+    ({"num_samples": 0}, "num_samples"),
+    ({"num_samples": 2.5}, "num_samples"),
+    ({"f": lambda z: z.sum()}, "same shape"),
+    ({"f": lambda z: 1.0}, "same shape"),
+])
+@pytest.mark.parametrize("estimator", [pathwise_gradient, score_function_gradient])
+def test_bad_input_is_explained(estimator, kwargs, match):
+    args = {"f": lambda z: z ** 2, "mu": 0.0, "sigma": 1.0, "num_samples": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        estimator(**args)
+
+
+# check_vae_loss, against a hand-written right answer and the usual mistakes
+def right_vae_loss(x_hat, x, mu, logvar):
+    bce = F.binary_cross_entropy(x_hat.flatten(1), x.flatten(1), reduction="none").sum(1)
+    kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
+    return (bce + kl).mean()
+
+
+def test_check_vae_loss_passes_the_right_answer(capsys):
+    assert exercises.check_vae_loss(right_vae_loss)
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_check_vae_loss_catches_the_usual_mistakes(capsys):
+    def article(x_hat, x, mu, logvar):  # BCE mean over batch and pixels, KLD / (B * 784)
+        bce = F.binary_cross_entropy(x_hat.flatten(1), x.flatten(1))
+        return bce - 0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum() / (len(x) * 784)
+
+    wrong = {
+        "per-pixel scale": (article, "784"),
+        "summed over the batch": (lambda *a: right_vae_loss(*a) * len(a[0]), "sum"),
+        "per image, no mean": (lambda x_hat, x, mu, lv: right_vae_loss(x_hat, x, mu, lv).expand(len(x)), "shape"),
+        "KL sign flipped": (lambda x_hat, x, mu, lv: 2 * right_vae_loss(x_hat, x, torch.zeros_like(mu),
+                                                                        torch.zeros_like(lv)) - right_vae_loss(
+            x_hat, x, mu, lv), "expected"),
+        "starter": (lambda *a: None, "NoneType"),
+        "crashes": (lambda x_hat, x, mu, lv: mu @ x, "raised"),
+    }
+    for name, (fn, word) in wrong.items():
+        assert not exercises.check_vae_loss(fn), name
+        out = capsys.readouterr().out
+        assert "NOT YET" in out and word in out, (name, out)
