@@ -1,0 +1,67 @@
+"""The ways in: environment.yml (conda, Binder), the Colab badge and install guard of every notebook, the README."""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").rglob("[0-9]*.ipynb"))
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def name_of(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_installs_the_package_and_names_the_same_packages():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
+    assert "-e ." in pip  # repo2docker installs course_utils itself
+    conda_names = {name_of(dep) for dep in env["dependencies"] if isinstance(dep, str)}
+    assert "python" in conda_names and "pip" in conda_names
+    wanted = {name_of(r) for r in PYPROJECT["project"]["dependencies"]}
+    for extra in ("lab", "test"):
+        wanted |= {name_of(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]}
+    listed = {name_of(r) for r in pip if r != "-e ."}
+    assert listed == wanted, f"only in environment.yml: {listed - wanted}; only in pyproject.toml: {wanted - listed}"
+
+
+def test_there_is_one_notebook_per_chapter_in_order():
+    names = [p.name for p in NOTEBOOKS if p.parent.name == "notebooks"]
+    numbers = [int(name[:2]) for name in names]
+    assert numbers == list(range(1, len(names) + 1)) and len(names) >= 8
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_opens_in_colab_and_installs_course_utils_there(path):
+    nb = nbformat.read(path, as_version=4)
+    relative = path.relative_to(ROOT).as_posix()
+    first_markdown = next(c.source for c in nb.cells if c.cell_type == "markdown")
+    if path.parent.name == "notebooks":
+        assert f"colab.research.google.com/github/autoencoder-course/generating-images/blob/main/{relative}" in first_markdown
+    setup = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert 'if "google.colab" in sys.modules:' in setup
+    assert 'COURSE_REPO = "https://github.com/autoencoder-course/generating-images"' in setup
+    assert 'pip install --quiet "git+{COURSE_REPO}"' in setup
+    assert "get_device()" in setup  # the same code then runs on Colab's GPU
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parent.name == "notebooks"], ids=lambda p: p.name)
+def test_every_notebook_has_more_prose_than_code_and_ends_with_exercises(path):
+    nb = nbformat.read(path, as_version=4)
+    kinds = [c.cell_type for c in nb.cells]
+    assert kinds.count("markdown") > kinds.count("code")
+    assert any("## Exercises" in c.source or "## Recap" in c.source for c in nb.cells if c.cell_type == "markdown")
+    executed = [c for c in nb.cells if c.cell_type == "code" and c.get("outputs")]
+    assert executed, "commit the notebook executed (full mode) with its outputs"
+
+
+def test_readme_opens_with_the_two_commands_and_binder_opens_lab_in_notebooks():
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("make course") < readme.index("make test") < readme.index("Binder")
+    assert "mybinder.org/v2/gh/autoencoder-course/generating-images/main?urlpath=lab/tree/notebooks" in readme
