@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import data as course_data  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
-from course_utils.train import evaluate, loss_terms, train_epoch  # noqa: E402
+from course_utils.train import autocast_dtype, evaluate, loss_terms, train_epoch  # noqa: E402
 
 
 class ArticleVAE(nn.Module):
@@ -142,6 +142,24 @@ def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / best
 
 
+def markdown_table(results: dict, arguments: str) -> str:
+    """The results as a Markdown table, with the command and machine that produced them."""
+    lines = ["| pipeline | median epoch | test loss after {} epochs | achieved | of the fp32 matmul peak |".format(
+        results["epochs"]), "| --- | ---: | ---: | ---: | ---: |"]
+    ours = f"`course_utils` ({results['course_utils_precision']})"
+    for name, label in (("article", "the article's pipeline (fp32)"), ("course_utils", ours)):
+        r = results[name]
+        lines.append(f"| {label} | {r['epoch_s']:.2f} s | {r['test_loss']:.2f} nats | {r['gflops']:.0f} GFLOP/s | "
+                     f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
+    lines += ["", f"**Speed-up: {results['ratio']:.2f}x per epoch.** One epoch is {results['gflop_per_epoch']} GFLOP "
+              f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
+              f"GFLOP/s on this machine's {results['threads']} threads. Peak memory of the benchmark process (both "
+              f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `python benchmarks/train_vae.py {arguments}` "
+              f"(torch {results['torch']}, Python {results['python']}, {results['machine']}, "
+              f"{time.strftime('%Y-%m-%d')})."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -149,6 +167,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="course_utils's matrix products: auto (bf16 where the CPU has it natively, as fit does)")
+    parser.add_argument("--docs", action="store_true", help="also write the table to docs/_generated/benchmark.md")
     args = parser.parse_args()
 
     folder = course_data.find_mnist_folder(args.data)
@@ -167,6 +188,7 @@ def main() -> int:
     our_opt = torch.optim.Adam(ours.parameters(), lr=1e-3)
     their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
     shuffle = torch.Generator().manual_seed(args.seed)
+    autocast = {"auto": autocast_dtype(torch.device("cpu")), "fp32": None, "bf16": torch.bfloat16}[args.precision]
 
     times = {"course_utils": [], "article": []}
     for epoch in range(1, args.epochs + 1):
@@ -174,7 +196,8 @@ def main() -> int:
         article_epoch(theirs, their_opt, train_loader, test_loader)
         times["article"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle, progress=False)
+        train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle,
+                    autocast=autocast, progress=False)
         evaluate(ours, (x_test, y_test), batch_size=args.batch_size)
         times["course_utils"].append(time.perf_counter() - start)
         print(f"epoch {epoch:>2}: article {times['article'][-1]:.2f} s, course_utils {times['course_utils'][-1]:.2f} s",
@@ -185,7 +208,8 @@ def main() -> int:
     results = {"epochs": args.epochs, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
                "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
                "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               "course_utils_precision": "bf16 autocast" if autocast else "fp32"}
     for name, model in (("course_utils", ours), ("article", theirs)):
         epoch_s = statistics.median(times[name])
         results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
@@ -194,14 +218,12 @@ def main() -> int:
                          "fraction_of_matmul_peak": round(flops / epoch_s / peak, 3)}
     results["ratio"] = round(results["article"]["epoch_s"] / results["course_utils"]["epoch_s"], 2)
 
-    print(f"\n| pipeline | median epoch | test loss (nats/image) | GFLOP/s | of matmul peak |")
-    print("| --- | --- | --- | --- | --- |")
-    for name in ("article", "course_utils"):
-        r = results[name]
-        print(f"| {name} | {r['epoch_s']:.2f} s | {r['test_loss']:.2f} | {r['gflops']:.0f} | "
-              f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
-    print(f"\nspeed-up {results['ratio']}x; {results['gflop_per_epoch']} GFLOP per epoch; matmul peak "
-          f"{results['matmul_peak_gflops']} GFLOP/s on {results['threads']} threads; peak RSS {results['peak_rss_mb']} MB")
+    table = markdown_table(results, " ".join(sys.argv[1:]))
+    print("\n" + table)
+    if args.docs:
+        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / "benchmark.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     tmp.cleanup()

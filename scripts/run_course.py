@@ -70,6 +70,20 @@ def run_notebook(path: Path, out_path: Path, timeout: int) -> dict:
             "passed": passed, **({"error": error} if error else {})}
 
 
+def markdown_table(report: dict, arguments: str) -> str:
+    """The report as a Markdown table, with the command and machine that produced it."""
+    lines = ["| notebook | wall time | peak memory (RSS) | passed |", "| --- | ---: | ---: | --- |"]
+    for row in report["notebooks"]:
+        lines.append(f"| `{row['name']}` | {row['wall_seconds']:.0f} s | {row['peak_rss_mb']:,} MB | "
+                     f"{'yes' if row['passed'] else 'no'} |")
+    lines.append(f"| **all {len(report['notebooks'])}** | **{report['total_seconds']:.0f} s** | "
+                 f"**{report['max_peak_rss_mb']:,} MB** (largest) | |")
+    mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
+    lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}` on {report['cpu_count']} CPU cores "
+              f"({time.strftime('%Y-%m-%d')}); peak memory is the kernel's resident set, sampled every 50 ms."]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these")
@@ -77,6 +91,8 @@ def main() -> int:
     parser.add_argument("--solutions", action="store_true", help="also run notebooks/solutions/")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per cell")
     parser.add_argument("--report", default=str(ROOT / "outputs" / "course-report.json"))
+    parser.add_argument("--docs", action="store_true",
+                        help="also write the table into docs/_generated/course-report-MODE.md for the website")
     args = parser.parse_args()
 
     paths = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -101,6 +117,10 @@ def main() -> int:
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'total':<45} {total:>7.1f} s {report['max_peak_rss_mb']:>6} MB  -> {args.report}")
+    if args.docs:
+        out = ROOT / "docs" / "_generated" / f"course-report-{mode}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown_table(report, " ".join(sys.argv[1:])))
     return 0 if all(r["passed"] for r in rows) else 1
 
 

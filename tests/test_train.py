@@ -78,3 +78,25 @@ def test_interrupt_keeps_the_last_finished_epoch(monkeypatch):
 def test_fit_rejects_bad_settings():
     with pytest.raises(ValueError, match="lr"):
         fit(VAE(), blobs(), lr=0)
+
+
+def test_bf16_mixed_precision_trains_and_keeps_float32_weights():
+    runs = {}
+    for mixed in (False, True):
+        seed_everything(0)
+        model = VAE(latent_dim=4, hidden_dim=64)
+        runs[mixed] = fit(model, blobs(), blobs(seed=1), num_epochs=4, lr=3e-3, batch_size=64, mixed_precision=mixed,
+                          progress=False)["test_loss"][-1]
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert runs[True] == pytest.approx(runs[False], rel=0.05)  # bf16 products, float32 losses: the same training
+
+
+def test_autocast_is_chosen_only_where_the_cpu_has_native_bf16(monkeypatch):
+    from course_utils.train import autocast_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert autocast_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert autocast_dtype(torch.device("cpu")) == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda")) is None
