@@ -83,6 +83,14 @@ def load_checkpoint(path: str | Path, model: Optional[nn.Module] = None) -> tupl
     return model, checkpoint
 
 
+def _short(path: Path) -> str:
+    """The path relative to the course folder when it lies inside it (shorter, and the same on every machine)."""
+    try:
+        return str(Path(path).resolve().relative_to(project_dir()))
+    except ValueError:
+        return str(path)
+
+
 def checkpoint_dir() -> Path:
     """Where checkpoints go: $COURSE_CHECKPOINTS, else checkpoints/ in the course folder; fast/ or full/ inside."""
     root = Path(os.environ.get("COURSE_CHECKPOINTS", project_dir() / "checkpoints"))
@@ -104,10 +112,10 @@ def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data:
         try:
             _, checkpoint = load_checkpoint(path, model)
             if checkpoint["settings"] == settings:
-                print(f"Loaded the trained model from {path} (delete the file to train again).")
+                print(f"Loaded the trained model from {_short(path)} (delete the file to train again).")
                 model.eval()
                 return checkpoint["history"]
-            print(f"{path} was trained with other settings: training again.")
+            print(f"{_short(path)} was trained with other settings: training again.")
         except CheckpointError as err:
             print(f"Not using {path}: {err}")
     history = fit(model, train_data, test_data, **fit_kwargs)

@@ -25,7 +25,8 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str = "", figsize: Opt
     """A grid of images (B, 1, 28, 28) with torchvision's make_grid, nrow images per row."""
     grid = make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
     rows = -(-len(images) // nrow)
-    fig, ax = plt.subplots(figsize=figsize or (nrow * 0.8, rows * 0.8 + 0.5))
+    scale = min(0.8, 10 / nrow)  # inches per image, at most 10 inches wide
+    fig, ax = plt.subplots(figsize=figsize or (nrow * scale, rows * scale + 0.5))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")  # (3, H, W) -> (H, W, 3)
     ax.set_title(title)
     ax.axis("off")
