@@ -108,6 +108,7 @@ def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data:
     fit_kwargs.setdefault("num_epochs", 10)
     settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "device")}
     settings["num_train"] = len(train_data[0])
+    settings["num_test"] = len(test_data[0]) if test_data is not None else 0  # the history has test terms or not
     if Path(path).exists():
         try:
             _, checkpoint = load_checkpoint(path, model)

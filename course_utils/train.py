@@ -118,7 +118,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *,
     seed_everything(seed)
     device = device or get_device()
     model.to(device)
-    x, y = (t.to(device) for t in train_data)
+    x, y = (None if t is None else t.to(device) for t in train_data)  # y may be None: unlabelled images
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     autocast = autocast_dtype(device) if mixed_precision is None else (torch.bfloat16 if mixed_precision else None)
     shuffle = torch.Generator().manual_seed(seed)

@@ -100,3 +100,9 @@ def test_autocast_is_chosen_only_where_the_cpu_has_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert autocast_dtype(torch.device("cpu")) == torch.bfloat16
     assert autocast_dtype(torch.device("cuda")) is None
+
+
+def test_fit_accepts_unlabelled_images():
+    x, _ = blobs(n=128)
+    history = fit(Autoencoder(latent_dim=2, hidden_dim=16), (x, None), (x, None), num_epochs=1, progress=False)
+    assert len(history["test_loss"]) == 1
