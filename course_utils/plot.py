@@ -83,6 +83,9 @@ def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2
     quantiles = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
     values = Normal(0.0, 1.0).icdf(quantiles)  # equal steps in probability, not in z
     z = torch.cartesian_prod(values.flip(0), values)[:, [1, 0]]  # (n*n, 2): rows top to bottom = z_2 high to low
+    owner = getattr(decode, "__self__", None)  # model.decode: put z on the model's device (a GPU on Colab)
+    if isinstance(owner, torch.nn.Module):
+        z = z.to(next(owner.parameters()).device)
     images = _as_images(decode(z))
     fig, ax = plt.subplots(figsize=(7, 7))
     grid = make_grid(images, nrow=n, padding=0).permute(1, 2, 0).numpy()

@@ -1,0 +1,106 @@
+"""What makes course_utils's training loop fast: each choice measured on its own, on the same machine and data.
+
+    python benchmarks/ablation.py --epochs 3 --docs
+
+Each variant trains the article's VAE (batch 128, Adam at lr 1e-3) for --epochs passes over full MNIST held in
+memory; the variants take turns epoch by epoch, and the table gives each one's median seconds per training pass
+(no test pass). torch.compile's first epoch includes its compilation, reported apart.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from course_utils import data as course_data  # noqa: E402
+from course_utils.losses import vae_loss  # noqa: E402
+from course_utils.models import VAE  # noqa: E402
+from course_utils.setup import seed_everything  # noqa: E402
+from course_utils.train import loss_terms  # noqa: E402
+
+
+def probabilities_loss(model, x):
+    """The article's way: sigmoid outputs, then binary cross-entropy on probabilities (course_utils.losses.vae_loss)."""
+    x_hat, mu, logvar = model(x)
+    return vae_loss(x_hat, x, mu, logvar)
+
+
+def logits_loss(model, x):
+    """course_utils.train.loss_terms: cross-entropy straight from the decoder's logits."""
+    return loss_terms(model, x)["loss"]
+
+
+VARIANTS = {  # name: (loss, autocast dtype, Adam keyword arguments, compile)
+    "in-memory batches, BCE on sigmoid outputs, fp32": (probabilities_loss, None, {}, False),
+    "+ BCE with logits": (logits_loss, None, {}, False),
+    "+ bf16 autocast": (logits_loss, torch.bfloat16, {}, False),
+    "+ bf16 autocast, Adam(foreach=True)": (logits_loss, torch.bfloat16, {"foreach": True}, False),
+    "+ bf16 autocast, Adam(fused=True)": (logits_loss, torch.bfloat16, {"fused": True}, False),
+    "+ bf16 autocast, torch.compile": (logits_loss, torch.bfloat16, {}, True),
+}
+
+
+class Run:
+    """One variant's model, optimizer and timings."""
+
+    def __init__(self, loss, autocast, adam_kwargs, compiled, seed):
+        seed_everything(seed)
+        self.model = VAE()
+        self.step_model = torch.compile(self.model) if compiled else self.model
+        self.loss, self.autocast = loss, autocast
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, **adam_kwargs)
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.seconds: list[float] = []
+
+    def epoch(self, x: torch.Tensor, batch_size: int) -> None:
+        start = time.perf_counter()
+        for xb, _ in course_data.batches(x, None, batch_size, generator=self.shuffle):
+            with torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
+                loss = self.loss(self.step_model, xb)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.seconds.append(time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
+    parser.add_argument("--docs", action="store_true", help="also write the table to docs/_generated/ablation.md")
+    args = parser.parse_args()
+    folder = course_data.find_mnist_folder(args.data)
+    if folder is None:
+        print("The ablation needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.", file=sys.stderr)
+        return 2
+    x, _ = course_data.load_mnist("train", root=folder)
+    runs = {name: Run(*variant, seed=0) for name, variant in VARIANTS.items()}
+    for epoch in range(args.epochs + 1):  # epoch 0 warms up (and compiles); it is not counted
+        for name, run in runs.items():
+            run.epoch(x, 128)
+            print(f"epoch {epoch}: {name:<45} {run.seconds[-1]:6.2f} s", flush=True)
+    base = statistics.median(runs[next(iter(runs))].seconds[1:])
+    lines = ["| training pass over 60,000 images | median | speed-up |", "| --- | ---: | ---: |"]
+    for name, run in runs.items():
+        median = statistics.median(run.seconds[1:])
+        note = f" (first epoch, compiling: {run.seconds[0]:.1f} s)" if VARIANTS[name][3] else ""
+        lines.append(f"| {name}{note} | {median:.2f} s | {base / median:.2f}x |")
+    lines += ["", f"Measured with `python benchmarks/ablation.py {' '.join(sys.argv[1:])}` ({args.epochs} timed epochs "
+              f"after one warm-up, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+              f"{time.strftime('%Y-%m-%d')})."]
+    table = "\n".join(lines) + "\n"
+    print("\n" + table)
+    if args.docs:
+        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / "ablation.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
