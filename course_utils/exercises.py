@@ -1,6 +1,7 @@
 """Self-checks for the exercises: call check_kl(my_kl) and get a specific, friendly verdict."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -139,8 +140,6 @@ def check_active_units(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> boo
 
 def check_logmeanexp(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     """Check fn(log_w) -> log (1/k) sum_i exp(log_w[i]), shape (B,), for log weights (k, B) of any size."""
-    import math
-
     g = torch.Generator().manual_seed(3)
     moderate = torch.randn(50, 4, generator=g) * 3  # (k, B) = (50, 4): exp() is still safe here
     image_like = -100 * torch.rand(20, 3, generator=g) - 1000  # log weights of real images: exp() underflows to 0

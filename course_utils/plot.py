@@ -149,7 +149,7 @@ def plot_rate_distortion(rate: Sequence[float], distortion: Sequence[float], lab
                          f"and {len(labels)}.")
     rate, distortion = np.asarray(rate, dtype=float), np.asarray(distortion, dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    span = np.linspace(0, rate.max() * 1.15, 2)
+    span = np.linspace(0, rate.max() * 1.3, 2)  # room for the right-most label
     for total in np.unique(np.round(rate + distortion, 1)):  # D + R = -ELBO
         ax.plot(span, total - span, ls="--", lw=0.8, color="tab:gray")
     ax.plot(rate, distortion, "o-", color="tab:blue", label="models")

@@ -53,7 +53,11 @@ def _bce_with_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float = 1.0,
              noise_std: float = 0.0) -> dict[str, float]:
-    """Mean loss terms over a whole data set, in eval mode (a VAE then decodes z = mu, as the article)."""
+    """Mean loss terms over a whole data set, in eval mode (a VAE then decodes z = mu, as the article's test does).
+
+    With z = mu the reconstruction term is scored at the code's mean, so for a VAE this is a little lower than the
+    sampled negative ELBO; likelihood.elbo_terms and likelihood.iwae_bound give the sampled versions.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
