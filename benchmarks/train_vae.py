@@ -153,7 +153,9 @@ def markdown_table(results: dict, arguments: str) -> str:
                      f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
     lines += ["", f"**Speed-up: {results['ratio']:.2f}x per epoch.** One epoch is {results['gflop_per_epoch']} GFLOP "
               f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
-              f"GFLOP/s on this machine's {results['threads']} threads. Peak memory of the benchmark process (both "
+              f"GFLOP/s on this machine's {results['threads']} threads"
+              + (f" (bf16: {results['matmul_peak_bf16_gflops']} GFLOP/s)" if results["matmul_peak_bf16_gflops"] else "")
+              + f". Peak memory of the benchmark process (both "
               f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `python benchmarks/train_vae.py {arguments}` "
               f"(torch {results['torch']}, Python {results['python']}, {results['machine']}, "
               f"{time.strftime('%Y-%m-%d')})."]
@@ -209,7 +211,8 @@ def main() -> int:
                "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
                "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-               "course_utils_precision": "bf16 autocast" if autocast else "fp32"}
+               "course_utils_precision": "bf16 autocast" if autocast else "fp32",
+               "matmul_peak_bf16_gflops": round(matmul_peak(torch.bfloat16) / 1e9, 1) if autocast else None}
     for name, model in (("course_utils", ours), ("article", theirs)):
         epoch_s = statistics.median(times[name])
         results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
