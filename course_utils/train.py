@@ -37,11 +37,11 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
     cond = (y,) if isinstance(model, ConditionalVAE) else ()
     if not isinstance(model, GaussianVAE):
         logits = model.decode_logits(model.encode(x_in))
-        return {"loss": _bce_with_logits(logits, x).mean()}
+        return {"loss": _bce_with_logits(logits.float(), x).mean()}
     mu, logvar = model.encode(x_in, *cond)
     logits = model.decode_logits(model.reparameterize(mu, logvar), *cond)  # model.forward, before the sigmoid
-    recon = _bce_with_logits(logits, x).mean()
-    kl = kl_divergence(mu, logvar).mean()
+    recon = _bce_with_logits(logits.float(), x).mean()
+    kl = kl_divergence(mu.float(), logvar.float()).mean()  # in float32 even under bf16 autocast
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
 
 
@@ -101,7 +101,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
         terms["loss"].backward()
         optimizer.step()
         for key, value in terms.items():
-            sums[key] = sums.get(key, 0.0) + value.detach() * len(xb)
+            sums[key] = sums.get(key, 0.0) + value.detach().float() * len(xb)  # float32 sums: bf16 ones stall
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{terms['loss'].item():.1f}")
     return {key: (value / len(x)).item() for key, value in sums.items()}

@@ -106,3 +106,17 @@ def test_fit_accepts_unlabelled_images():
     x, _ = blobs(n=128)
     history = fit(Autoencoder(latent_dim=2, hidden_dim=16), (x, None), (x, None), num_epochs=1, progress=False)
     assert len(history["test_loss"]) == 1
+
+
+def test_epoch_means_are_exact_under_bf16_autocast():
+    from course_utils.losses import kl_divergence
+    from course_utils.train import train_epoch
+
+    seed_everything(0)
+    model = VAE(latent_dim=8, hidden_dim=64)
+    x, y = blobs(n=8192)
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay put: the KL is a fixed number
+    terms = train_epoch(model, frozen, (x, y), batch_size=64, autocast=torch.bfloat16, progress=False)
+    with torch.no_grad():
+        expected = kl_divergence(*model.encode(x)).mean().item()
+    assert terms["kl"] == pytest.approx(expected, rel=0.01)
