@@ -129,7 +129,8 @@ def plot_kl_per_dimension(kl: torch.Tensor, active: Optional[torch.Tensor] = Non
     else:
         active = np.asarray(active.cpu(), dtype=bool)
         ax.bar(units[active], kl[active], color="tab:blue", label=f"active ({active.sum()})")
-        ax.bar(units[~active], kl[~active], color="tab:gray", label=f"inactive ({(~active).sum()})")
+        if (~active).any():
+            ax.bar(units[~active], kl[~active], color="tab:gray", label=f"inactive ({(~active).sum()})")
         ax.legend()
     ax.set_xticks(units)
     ax.set(title=title, xlabel="latent unit u", ylabel="mean KL (nats per image)")
