@@ -15,6 +15,7 @@ from .data import batches
 from .losses import kl_divergence
 from .models import ConditionalVAE, GaussianVAE
 from .setup import get_device, seed_everything
+from .validate import check_images, checked_data
 
 Data = tuple[torch.Tensor, torch.Tensor]  # (x, y) as load_mnist returns it
 
@@ -71,6 +72,12 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float =
     return {key: (value / len(x)).item() for key, value in totals.items()}
 
 
+def make_optimizer(model: nn.Module, lr: float = 1e-3) -> torch.optim.Adam:
+    """Adam, fused into one kernel per step on CPU and CUDA (measured faster: see the performance page)."""
+    device = next(model.parameters()).device
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     """bfloat16 on a CPU that multiplies bf16 matrices natively (AVX512-BF16 or AMX), else None (float32 throughout).
 
@@ -90,12 +97,13 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
     autocast=torch.bfloat16 runs the matrix products in bf16 (weights, optimizer and loss stay float32).
     """
     x, y = data
+    check_images(x, "the training images")  # once for the whole set, not once per batch
     model.train()
     sums: dict[str, torch.Tensor] = {}
     bar = tqdm(batches(x, y, batch_size, generator=generator), total=-(-len(x) // batch_size), desc=desc,
                disable=not progress, leave=False)
     for step, (xb, yb) in enumerate(bar):
-        with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+        with checked_data(), torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
             terms = loss_terms(model, xb, yb, beta, noise_std)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -123,7 +131,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *,
     device = device or get_device()
     model.to(device)
     x, y = (None if t is None else t.to(device) for t in train_data)  # y may be None: unlabelled images
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_optimizer(model, lr)
     autocast = autocast_dtype(device) if mixed_precision is None else (torch.bfloat16 if mixed_precision else None)
     shuffle = torch.Generator().manual_seed(seed)
     history: dict[str, list[float]] = {"epoch": [], "seconds": []}

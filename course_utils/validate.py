@@ -1,7 +1,24 @@
 """Checks of what a learner passes in, with errors that say what was expected and how to fix it."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
+
+_checked_data = False  # True inside checked_data(): the batches come from a data set already checked whole
+
+
+@contextlib.contextmanager
+def checked_data() -> Iterator[None]:
+    """Within it, check_images checks shapes only: for training loops over a data set checked once, as a whole."""
+    global _checked_data
+    previous, _checked_data = _checked_data, True
+    try:
+        yield
+    finally:
+        _checked_data = previous
+
 
 
 def check_tensor(t: object, name: str) -> torch.Tensor:
@@ -18,6 +35,8 @@ def check_tensor(t: object, name: str) -> torch.Tensor:
 
 def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
     """x as a float tensor of images (B, 1, 28, 28) or (B, 784) with values in [0, 1]."""
+    if _checked_data and isinstance(x, torch.Tensor) and x.ndim >= 2 and x[0].numel() == image_size:
+        return x  # its values were checked with the whole data set
     x = check_tensor(x, name)
     if x.ndim < 2 or x[0].numel() != image_size:
         raise ValueError(f"{name} must be a batch of images, shape (B, 1, 28, 28) or (B, {image_size}); got "

@@ -1,7 +1,8 @@
 """Run every notebook of the course headless, and report each one's wall time and peak memory.
 
     python scripts/run_course.py                 # full mode unless COURSE_FAST=1; executed copies in outputs/notebooks/
-    python scripts/run_course.py --inplace       # write the outputs back into notebooks/ (to commit them)
+    python scripts/run_course.py --inplace       # write the outputs back into notebooks/ (to commit them), with
+                                                 # each notebook's measured time in its "Run time" line
     python scripts/run_course.py 06 07           # only the notebooks whose names start with these prefixes
 
 Writes outputs/course-report.json: per notebook its name, wall seconds, peak resident MB of its kernel
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -51,7 +53,19 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_notebook(path: Path, out_path: Path, timeout: int) -> dict:
+RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )\d+( s on a 2-core CPU \(full mode)")
+
+
+def stamp_run_time(nb: nbformat.NotebookNode, seconds: float) -> None:
+    """Write the measured full-mode time into the notebook's "Run time: about N s" line (rounded to 5 s)."""
+    rounded = str(max(5, 5 * round(seconds / 5)))
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and RUN_TIME.search(cell.source):
+            cell.source = RUN_TIME.sub(lambda m: m.group(1) + rounded + m.group(2), cell.source)
+            return
+
+
+def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) -> dict:
     """Execute one notebook in a fresh kernel, in its own folder; return its report row."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
@@ -64,6 +78,8 @@ def run_notebook(path: Path, out_path: Path, timeout: int) -> dict:
             except CellExecutionError as err:
                 passed, error = False, str(err).splitlines()[-1] if str(err) else "cell failed"
     seconds = time.perf_counter() - start
+    if stamp and passed:
+        stamp_run_time(nb, seconds)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return {"name": path.name, "wall_seconds": round(seconds, 1), "peak_rss_mb": round(memory.peak_mb),
@@ -88,16 +104,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose names start with these")
     parser.add_argument("--inplace", action="store_true", help="write the executed notebooks back into notebooks/")
-    parser.add_argument("--solutions", action="store_true", help="also run notebooks/solutions/")
+    parser.add_argument("--solutions", action="store_true", help="run the solutions notebooks instead")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per cell")
     parser.add_argument("--report", default=str(ROOT / "outputs" / "course-report.json"))
     parser.add_argument("--docs", action="store_true",
                         help="also write the table into docs/_generated/course-report-MODE.md for the website")
     args = parser.parse_args()
 
-    paths = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
-    if args.solutions:
-        paths += sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb"))
+    paths = sorted((ROOT / "notebooks" / ("solutions" if args.solutions else "")).glob("[0-9]*.ipynb"))
     paths = [p for p in paths if not args.prefixes or any(p.name.startswith(x) for x in args.prefixes)]
     if not paths:
         print("No notebooks matched; names look like 01_autoencoder.ipynb.", file=sys.stderr)
@@ -107,7 +121,7 @@ def main() -> int:
     print(f"Running {len(paths)} notebooks in {mode} mode")
     for path in paths:
         out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
-        row = run_notebook(path, out, args.timeout)
+        row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full")
         rows.append(row)
         print(f"{row['name']:<45} {row['wall_seconds']:>7.1f} s {row['peak_rss_mb']:>6} MB  "
               f"{'passed' if row['passed'] else 'FAILED: ' + row['error']}", flush=True)

@@ -120,3 +120,12 @@ def test_epoch_means_are_exact_under_bf16_autocast():
     with torch.no_grad():
         expected = kl_divergence(*model.encode(x)).mean().item()
     assert terms["kl"] == pytest.approx(expected, rel=0.01)
+
+
+def test_training_data_is_checked_once_as_a_whole():
+    x, y = blobs(n=256)
+    x[100, 0, 5, 5] = float("nan")  # one bad pixel in one image, not in the first batch
+    with pytest.raises(ValueError, match="the training images contains NaN"):
+        fit(VAE(latent_dim=2, hidden_dim=16), (x, y), num_epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit(VAE(latent_dim=2, hidden_dim=16), (x.nan_to_num(0) * 255, y), num_epochs=1, progress=False)
