@@ -179,7 +179,8 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="course_utils's matrix products: auto (bf16 where the CPU has it natively, as fit does)")
-    parser.add_argument("--docs", action="store_true", help="also write the table to docs/_generated/benchmark.md")
+    parser.add_argument("--docs", action="store_true",
+                        help="also write the table to docs/_generated/benchmark.md (benchmark-fp32.md, -bf16.md)")
     args = parser.parse_args()
 
     folder = course_data.find_mnist_folder(args.data)
@@ -233,7 +234,8 @@ def main() -> int:
     table = markdown_table(results, " ".join(sys.argv[1:]))
     print("\n" + table)
     if args.docs:
-        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / "benchmark.md"
+        name = "benchmark.md" if args.precision == "auto" else f"benchmark-{args.precision}.md"
+        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / name
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table)
     if args.json:
