@@ -71,9 +71,12 @@ def stamp_run_time(nb: nbformat.NotebookNode, seconds: float) -> None:
 def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) -> dict:
     """Execute one notebook in a fresh kernel, in its own folder; return its report row."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+                            resources={"metadata": {"path": str(path.parent)}})
     start, passed, error = time.perf_counter(), True, ""
     with client.setup_kernel():
+        info = client.wait_for_reply(client.kc.kernel_info())
+        nb.metadata["language_info"] = info["content"]["language_info"]  # the site highlights code with it
         with PeakMemory(client.km.provisioner.process.pid) as memory:
             try:
                 for index, cell in enumerate(nb.cells):
