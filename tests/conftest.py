@@ -45,4 +45,5 @@ def isolated_data(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
