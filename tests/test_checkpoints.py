@@ -47,7 +47,7 @@ def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     _, checkpoint = load_checkpoint(path)
     assert checkpoint["history"] == {"train_loss": [5.0]}
-    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["m.pt"]  # no temporary file left behind
 
 
 def test_a_checkpoint_cannot_run_code(tmp_path):
