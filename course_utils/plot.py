@@ -18,6 +18,10 @@ def _finish(fig: plt.Figure) -> plt.Figure:
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x[0].numel() != 784:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected a batch of images, shape (B, 1, 28, 28) or (B, 784); got {shape}. "
+                         f"For a single image add a batch dimension: x.unsqueeze(0).")
     return x.detach().float().cpu().reshape(-1, 1, 28, 28)  # (B, 784) or (B, 1, 28, 28) -> (B, 1, 28, 28)
 
 

@@ -100,3 +100,13 @@ def test_models_reject_bad_input():
 def test_models_reject_a_tensor_on_another_device():
     with pytest.raises(ValueError, match="device"):
         VAE()(torch.empty(2, 784, device="meta"))
+
+
+def test_plots_say_what_shape_they_expect():
+    from course_utils.plot import show_grid, show_reconstructions
+
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        show_grid(torch.rand(28, 28))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        show_reconstructions(torch.rand(4, 1, 28, 28), torch.rand(4, 100))
+    assert show_grid(torch.rand(3, 784), nrow=3) is not None
