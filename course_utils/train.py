@@ -7,12 +7,11 @@ import time
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data import batches
-from .losses import kl_divergence
+from .losses import kl_divergence, reconstruction_loss_with_logits
 from .models import ConditionalVAE, GaussianVAE
 from .setup import get_device, seed_everything
 from .validate import check_images, checked_data
@@ -38,17 +37,12 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
     cond = (y,) if isinstance(model, ConditionalVAE) else ()
     if not isinstance(model, GaussianVAE):
         logits = model.decode_logits(model.encode(x_in))
-        return {"loss": _bce_with_logits(logits.float(), x).mean()}
+        return {"loss": reconstruction_loss_with_logits(logits.float(), x).mean()}
     mu, logvar = model.encode(x_in, *cond)
     logits = model.decode_logits(model.reparameterize(mu, logvar), *cond)  # model.forward, before the sigmoid
-    recon = _bce_with_logits(logits.float(), x).mean()
+    recon = reconstruction_loss_with_logits(logits.float(), x).mean()
     kl = kl_divergence(mu.float(), logvar.float()).mean()  # in float32 even under bf16 autocast
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
-
-
-def _bce_with_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-log p(x | z) per image, shape (B,): losses.reconstruction_loss, taking logits instead of x_hat."""
-    return F.binary_cross_entropy_with_logits(logits.flatten(1), x.flatten(1), reduction="none").sum(dim=1)
 
 
 @torch.no_grad()

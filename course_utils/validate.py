@@ -11,7 +11,8 @@ _checked_data = False  # True inside checked_data(): the batches come from a dat
 
 @contextlib.contextmanager
 def checked_data() -> Iterator[None]:
-    """Within it, check_images checks shapes only: for training loops over a data set checked once, as a whole."""
+    """Within it, checks look at types and shapes only, not values: for a training loop over a data set checked once,
+    as a whole (checking every batch's values again costs a pass over its memory per check)."""
     global _checked_data
     previous, _checked_data = _checked_data, True
     try:
@@ -27,23 +28,37 @@ def check_tensor(t: object, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}. Convert it with torch.as_tensor(...).")
     if not t.is_floating_point():
         raise TypeError(f"{name} must hold floats, got dtype {t.dtype}. Convert it with {name}.float().")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf. Check the step that produced it (a too-large learning rate "
-                         f"makes a model's outputs blow up).")
+    if not _checked_data and t.numel() and not _finite(*torch.aminmax(t)):
+        _raise_not_finite(name)
     return t
+
+
+def _finite(lo: torch.Tensor, hi: torch.Tensor) -> bool:
+    # min and max propagate NaN and show an inf, so one pass over t (aminmax) tells whether all of it is finite
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def _raise_not_finite(name: str) -> None:
+    raise ValueError(f"{name} contains NaN or inf. Check the step that produced it (a too-large learning rate "
+                     f"makes a model's outputs blow up).")
 
 
 def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
     """x as a float tensor of images (B, 1, 28, 28) or (B, 784) with values in [0, 1]."""
     if _checked_data and isinstance(x, torch.Tensor) and x.ndim >= 2 and x[0].numel() == image_size:
         return x  # its values were checked with the whole data set
-    x = check_tensor(x, name)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        check_tensor(x, name)  # raises the TypeError that says how to convert x
     if x.ndim < 2 or x[0].numel() != image_size:
         raise ValueError(f"{name} must be a batch of images, shape (B, 1, 28, 28) or (B, {image_size}); got "
                          f"{tuple(x.shape)}. For a single image add a batch dimension: {name}.unsqueeze(0).")
-    if len(x) and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name} must have pixel values in [0, 1]; got [{x.min().item():.3g}, {x.max().item():.3g}]. "
-                         f"Scale raw 0-255 pixels with {name} / 255.")
+    if len(x):
+        lo, hi = torch.aminmax(x)  # one pass over the images for both finiteness and range
+        if not _finite(lo, hi):
+            _raise_not_finite(name)
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{name} must have pixel values in [0, 1]; got [{lo.item():.3g}, {hi.item():.3g}]. "
+                             f"Scale raw 0-255 pixels with {name} / 255.")
     return x
 
 
