@@ -102,24 +102,26 @@ def article_epoch(model, optimizer, train_loader, test_loader) -> None:
 
 
 @torch.no_grad()
-def nats_per_image(model, x: torch.Tensor, sample: bool = False, seed: int = 0) -> float:
+def nats_per_image(model, x: torch.Tensor, sample: bool = False, draws: int = 10) -> float:
     """Summed BCE plus KL per test image, the figure both pipelines are judged by.
 
     sample=False decodes z = mu (eval mode: the article's reparameterize); sample=True draws z ~ q(z | x), as the
-    reference implementation's test loop does since it samples in eval mode too: a one-sample negative ELBO.
+    reference implementation's test loop does since it samples in eval mode too: the one-sample negative ELBO,
+    averaged over `draws` independent draws so that the sampling noise (about 0.05 nats per draw) is averaged out.
     """
     model.train(sample)  # only reparameterize depends on the mode: neither model has dropout or batch norm
-    torch.manual_seed(seed)
     total = 0.0
-    for start in range(0, len(x), 1000):
-        xb = x[start:start + 1000]
-        out = model(xb)
-        recon, mu, logvar = out[0], out[1], out[2]
-        bce = F.binary_cross_entropy(recon.reshape(len(xb), 784), xb.reshape(len(xb), 784), reduction="sum")
-        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        total += (bce + kld).item()
+    for draw in range(draws if sample else 1):
+        torch.manual_seed(draw)
+        for start in range(0, len(x), 1000):
+            xb = x[start:start + 1000]
+            out = model(xb)
+            recon, mu, logvar = out[0], out[1], out[2]
+            bce = F.binary_cross_entropy(recon.reshape(len(xb), 784), xb.reshape(len(xb), 784), reduction="sum")
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            total += (bce + kld).item()
     model.eval()
-    return total / len(x)
+    return total / len(x) / (draws if sample else 1)
 
 
 def flops_per_epoch(n_train: int, n_test: int, batch_size: int) -> float:
@@ -148,6 +150,11 @@ def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / best
 
 
+def _loss(r: dict, key: str) -> str:
+    values = r[f"{key}_per_seed"]
+    return f"{r[key]:.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
 def markdown_table(results: dict, arguments: str) -> str:
     """The results as a Markdown table, with the command and machine that produced them."""
     lines = ["| pipeline | median epoch | test loss, z = mu | test loss, z sampled | achieved | of the fp32 matmul peak |",
@@ -155,11 +162,18 @@ def markdown_table(results: dict, arguments: str) -> str:
     ours = f"`course_utils` ({results['course_utils_precision']})"
     for name, label in (("article", "the article's pipeline (fp32)"), ("course_utils", ours)):
         r = results[name]
-        lines.append(f"| {label} | {r['epoch_s']:.2f} s | {r['test_loss']:.2f} | {r['test_loss_sampled']:.2f} | "
+        lines.append(f"| {label} | {r['epoch_s']:.2f} s | {_loss(r, 'test_loss')} | {_loss(r, 'test_loss_sampled')} | "
                      f"{r['gflops']:.0f} GFLOP/s | "
                      f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
-    lines += ["", f"Test losses in nats per image after {results['epochs']} epochs. **Speed-up: {results['ratio']:.2f}x "
-              f"per epoch.** One epoch is {results['gflop_per_epoch']} GFLOP "
+    pairs = results["ratio_of_pairs"]
+    seeds = results["seeds"]
+    lines += ["", f"Test losses in nats per image after {results['epochs']} epochs"
+              + (f", mean ± standard deviation over {seeds} seeds (each seed: both pipelines from the same initial "
+                 f"weights)" if seeds > 1 else "")
+              + "; the sampled loss is averaged over 10 draws of z. "
+              f"**Speed-up: {results['ratio']:.2f}x per epoch** (median epochs; within each back-to-back pair of "
+              f"epochs the ratio was {pairs['median']:.2f}x at the median, {pairs['min']:.2f}x to {pairs['max']:.2f}x). "
+              f"One epoch is {results['gflop_per_epoch']} GFLOP "
               f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
               f"GFLOP/s on this machine's {results['threads']} threads"
               + (f" (bf16: {results['matmul_peak_bf16_gflops']} GFLOP/s)" if results["matmul_peak_bf16_gflops"] else "")
@@ -174,7 +188,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train both pipelines this many times (seeds seed, seed + 1, ...): test losses are means")
     parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -190,46 +206,56 @@ def main() -> int:
     x_train, y_train = course_data.load_mnist("train", root=folder)
     x_test, y_test = course_data.load_mnist("test", root=folder)
     tmp = tempfile.TemporaryDirectory()
-    train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, args.seed)
 
-    seed_everything(args.seed)
-    ours = VAE()
-    theirs = ArticleVAE()
-    theirs.load_state_dict(ours.state_dict())  # the same layer names: both start from the same weights
-    our_opt = make_optimizer(ours, lr=1e-3)
-    their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-    shuffle = torch.Generator().manual_seed(args.seed)
     autocast = {"auto": autocast_dtype(torch.device("cpu")), "fp32": None, "bf16": torch.bfloat16}[args.precision]
-
     times = {"course_utils": [], "article": []}
-    for epoch in range(1, args.epochs + 1):
-        start = time.perf_counter()
-        article_epoch(theirs, their_opt, train_loader, test_loader)
-        times["article"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle,
-                    autocast=autocast, progress=False)
-        evaluate(ours, (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
-        times["course_utils"].append(time.perf_counter() - start)
-        print(f"epoch {epoch:>2}: article {times['article'][-1]:.2f} s, course_utils {times['course_utils'][-1]:.2f} s",
-              flush=True)
+    losses = {name: {"test_loss": [], "test_loss_sampled": []} for name in times}
+    for seed in range(args.seed, args.seed + args.seeds):
+        seed_everything(seed)
+        ours = VAE()
+        theirs = ArticleVAE()
+        theirs.load_state_dict(ours.state_dict())  # the same layer names: both start from the same weights
+        our_opt = make_optimizer(ours, lr=1e-3)
+        their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+        shuffle = torch.Generator().manual_seed(seed)
+        train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, seed)
+        for epoch in range(1, args.epochs + 1):
+            start = time.perf_counter()
+            article_epoch(theirs, their_opt, train_loader, test_loader)
+            times["article"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle,
+                        autocast=autocast, progress=False)
+            evaluate(ours, (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
+            times["course_utils"].append(time.perf_counter() - start)
+            print(f"seed {seed} epoch {epoch:>2}: article {times['article'][-1]:.2f} s, "
+                  f"course_utils {times['course_utils'][-1]:.2f} s", flush=True)
+        for name, model in (("course_utils", ours), ("article", theirs)):
+            losses[name]["test_loss"].append(nats_per_image(model, x_test))
+            losses[name]["test_loss_sampled"].append(nats_per_image(model, x_test, sample=True))
 
     flops = flops_per_epoch(len(x_train), len(x_test), args.batch_size)
     peak = matmul_peak()
-    results = {"epochs": args.epochs, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+    results = {"epochs": args.epochs, "seeds": args.seeds, "batch_size": args.batch_size,
+               "threads": torch.get_num_threads(),
                "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
                "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "course_utils_precision": "bf16 autocast" if autocast else "fp32",
                "matmul_peak_bf16_gflops": round(matmul_peak(torch.bfloat16) / 1e9, 1) if autocast else None}
-    for name, model in (("course_utils", ours), ("article", theirs)):
+    for name in times:
         epoch_s = statistics.median(times[name])
         results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
-                         "test_loss": round(nats_per_image(model, x_test), 2),
-                         "test_loss_sampled": round(nats_per_image(model, x_test, sample=True), 2),
                          "gflops": round(flops / epoch_s / 1e9, 1),
                          "fraction_of_matmul_peak": round(flops / epoch_s / peak, 3)}
+        for key, values in losses[name].items():  # the mean over the seeds, and each seed's value
+            results[name][key] = round(statistics.mean(values), 2)
+            results[name][f"{key}_per_seed"] = [round(v, 2) for v in values]
     results["ratio"] = round(results["article"]["epoch_s"] / results["course_utils"]["epoch_s"], 2)
+    # the ratio within each pair of back-to-back epochs: robust to the machine's speed drifting during the run
+    pair_ratios = [a / c for a, c in zip(times["article"], times["course_utils"])]
+    results["ratio_of_pairs"] = {"median": round(statistics.median(pair_ratios), 2),
+                                 "min": round(min(pair_ratios), 2), "max": round(max(pair_ratios), 2)}
 
     table = markdown_table(results, " ".join(sys.argv[1:]))
     print("\n" + table)

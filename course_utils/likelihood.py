@@ -83,14 +83,20 @@ def _in_batches(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor], ba
         model.train(was_training)
 
 
-def iwae_bound(model: nn.Module, x: torch.Tensor, k: int = 50, batch_size: int = 100,
+CODES_AT_ONCE = 1000  # iwae_bound's default: decode at most this many codes at a time (ConvVAE: about 100 MB)
+
+
+def iwae_bound(model: nn.Module, x: torch.Tensor, k: int = 50, batch_size: Optional[int] = None,
                y: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The k-sample importance-weighted lower bound on log p(x) per image, shape (B,), in nats; k=1 gives the ELBO.
 
-    batch_size images are scored at a time, so the decoder sees k * batch_size codes at once: lower it if memory
-    runs short. A ConditionalVAE needs the labels y and then bounds log p(x | y). generator makes it repeatable.
+    batch_size images are scored at a time, so the decoder sees k * batch_size codes at once; by default as many
+    images as keep that within CODES_AT_ONCE. A ConditionalVAE needs the labels y and then bounds log p(x | y).
+    generator makes it repeatable.
     """
-    _check_counts(k=k, batch_size=batch_size)
+    _check_counts(k=k)
+    batch_size = max(1, CODES_AT_ONCE // k) if batch_size is None else batch_size
+    _check_counts(batch_size=batch_size)
     _labels(model, x, y)
 
     def bound(xb: torch.Tensor, yb: Optional[torch.Tensor]) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from course_utils import exercises
-from course_utils.likelihood import elbo_terms, iwae_bound, log_weights
+from course_utils.likelihood import CODES_AT_ONCE, elbo_terms, iwae_bound, log_weights
 from course_utils.losses import kl_divergence, reconstruction_loss
 from course_utils.models import VAE, Autoencoder, ConditionalVAE, ConvVAE
 from course_utils.plot import plot_bounds, plot_rate_distortion
@@ -135,6 +135,18 @@ def test_repeatable_with_a_generator_and_restores_the_mode():
     assert torch.equal(a, iwae_bound(model, x, k=7, batch_size=2, generator=torch.Generator().manual_seed(1)))
     assert not torch.equal(a, iwae_bound(model, x, k=7, batch_size=2, generator=torch.Generator().manual_seed(2)))
     assert not torch.equal(a, b)  # another batch size draws the noise in another order: a different estimate
+
+
+@pytest.mark.parametrize("k, most_codes", [(50, CODES_AT_ONCE), (7, 7 * (CODES_AT_ONCE // 7)), (5000, 5000)])
+def test_default_batch_decodes_a_bounded_number_of_codes(k, most_codes):
+    """By default the decoder sees at most CODES_AT_ONCE codes at once (k of them when k alone is more)."""
+    model = VAE(latent_dim=3, hidden_dim=8)
+    x = images(300).float()
+    seen = []
+    decode_logits = model.decode_logits
+    model.decode_logits = lambda z: seen.append(len(z)) or decode_logits(z)
+    bounds = iwae_bound(model, x[:max(1, 6000 // k)], k=k, generator=torch.Generator().manual_seed(0))
+    assert max(seen) == most_codes and sum(seen) == k * len(bounds)
 
 
 def test_clear_errors():
