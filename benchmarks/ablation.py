@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import data as course_data  # noqa: E402
-from course_utils.losses import kl_divergence, vae_loss  # noqa: E402
+from course_utils.losses import kl_divergence, reconstruction_loss_with_logits, vae_loss  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
 from course_utils.train import loss_terms  # noqa: E402
@@ -46,6 +46,16 @@ def logits_loss(model, x):
     return loss_terms(model, x)["loss"]
 
 
+def hand_written_loss(model, x):
+    """The same computation written out inline, without course_utils's functions and checks: what they cost."""
+    h = F.relu(model.fc1(x.view(-1, 784)))
+    mu, logvar = model.fc21(h).float(), model.fc22(h).float()
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    logits = model.fc4(F.relu(model.fc3(z))).float()
+    recon = reconstruction_loss_with_logits(logits, x.view(-1, 784))
+    return (recon + 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)).mean()
+
+
 FUSED = {"fused": True}
 VARIANTS = {  # name: (loss, autocast dtype, Adam keyword arguments, compile); each row adds one choice
     "in-memory batches, BCE on sigmoid outputs, fp32": (probabilities_loss, None, {}, False),
@@ -53,6 +63,8 @@ VARIANTS = {  # name: (loss, autocast dtype, Adam keyword arguments, compile); e
     "+ BCE with logits (losses.reconstruction_loss_with_logits)": (logits_loss, None, {}, False),
     "+ bf16 autocast": (logits_loss, torch.bfloat16, {}, False),
     "+ Adam(fused=True): course_utils's loop": (logits_loss, torch.bfloat16, FUSED, False),
+    "course_utils's loop in float32 (no autocast)": (logits_loss, None, FUSED, False),
+    "the same loop hand-written, without course_utils": (hand_written_loss, torch.bfloat16, FUSED, False),
     "not kept: Adam(foreach=True) instead of fused": (logits_loss, torch.bfloat16, {"foreach": True}, False),
     "not kept: course_utils's loop + torch.compile": (logits_loss, torch.bfloat16, FUSED, True),
 }

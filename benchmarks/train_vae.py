@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import data as course_data  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
-from course_utils.train import autocast_dtype, evaluate, loss_terms, make_optimizer, train_epoch  # noqa: E402
+from course_utils.train import (autocast_dtype, compiled_loss_terms, evaluate, loss_terms, make_optimizer,  # noqa: E402
+                                train_epoch)
 
 
 class ArticleVAE(nn.Module):
@@ -157,13 +158,18 @@ def _loss(r: dict, key: str) -> str:
 
 def markdown_table(results: dict, arguments: str) -> str:
     """The results as a Markdown table, with the command and machine that produced them."""
-    lines = ["| pipeline | median epoch | test loss, z = mu | test loss, z sampled | achieved | of the fp32 matmul peak |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    ours = f"`course_utils` ({results['course_utils_precision']})"
-    for name, label in (("article", "the article's pipeline (fp32)"), ("course_utils", ours)):
+    lines = [f"| pipeline | median epoch | a run of {results['epochs']} epochs | test loss, z = mu | "
+             "test loss, z sampled | achieved | of the fp32 matmul peak |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    precision = results["course_utils_precision"]
+    labels = {"article": "the article's pipeline (fp32)", "course_utils": f"`course_utils` ({precision})",
+              "course_utils_compiled": f"`course_utils`, `fit(..., compile=True)` ({precision})"}
+    for name, label in labels.items():
+        if name not in results:
+            continue
         r = results[name]
-        lines.append(f"| {label} | {r['epoch_s']:.2f} s | {_loss(r, 'test_loss')} | {_loss(r, 'test_loss_sampled')} | "
-                     f"{r['gflops']:.0f} GFLOP/s | "
+        lines.append(f"| {label} | {r['epoch_s']:.2f} s | {r['run_s']:.1f} s | {_loss(r, 'test_loss')} | "
+                     f"{_loss(r, 'test_loss_sampled')} | {r['gflops']:.0f} GFLOP/s | "
                      f"{100 * r['fraction_of_matmul_peak']:.0f}% |")
     pairs = results["ratio_of_pairs"]
     seeds = results["seeds"]
@@ -172,12 +178,15 @@ def markdown_table(results: dict, arguments: str) -> str:
                  f"weights)" if seeds > 1 else "")
               + "; the sampled loss is averaged over 10 draws of z. "
               f"**Speed-up: {results['ratio']:.2f}x per epoch** (median epochs; within each back-to-back pair of "
-              f"epochs the ratio was {pairs['median']:.2f}x at the median, {pairs['min']:.2f}x to {pairs['max']:.2f}x). "
+              f"epochs the ratio was {pairs['median']:.2f}x at the median, {pairs['min']:.2f}x to {pairs['max']:.2f}x)"
+              + (f"; with `compile=True`, {results['ratio_compiled']:.2f}x per epoch once compiled, but its first "
+                 f"epoch waits for the compiler (see the run's total)" if "ratio_compiled" in results else "")
+              + ". "
               f"One epoch is {results['gflop_per_epoch']} GFLOP "
               f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
               f"GFLOP/s at best (measured between every pair of epochs) on this machine's {results['threads']} threads"
               + (f" (bf16: {results['matmul_peak_bf16_gflops']} GFLOP/s)" if results["matmul_peak_bf16_gflops"] else "")
-              + f". Peak memory of the benchmark process (both "
+              + f". Peak memory of the benchmark process (all "
               f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `python benchmarks/train_vae.py {arguments}` "
               f"(torch {results['torch']}, Python {results['python']}, {results['machine']}, "
               f"{time.strftime('%Y-%m-%d')})."]
@@ -195,6 +204,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="course_utils's matrix products: auto (bf16 where the CPU has it natively, as fit does)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the third pipeline, compile=True")
     parser.add_argument("--docs", action="store_true",
                         help="also write the table to docs/_generated/benchmark.md (benchmark-fp32.md, -bf16.md)")
     args = parser.parse_args()
@@ -208,36 +218,39 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory()
 
     autocast = {"auto": autocast_dtype(torch.device("cpu")), "fp32": None, "bf16": torch.bfloat16}[args.precision]
-    times = {"course_utils": [], "article": []}
-    losses = {name: {"test_loss": [], "test_loss_sampled": []} for name in times}
+    pipelines = ["article", "course_utils"] + ([] if args.no_compile else ["course_utils_compiled"])
+    times: dict[str, list[float]] = {name: [] for name in pipelines}
+    losses = {name: {"test_loss": [], "test_loss_sampled": []} for name in pipelines}
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for seed in range(args.seed, args.seed + args.seeds):
         seed_everything(seed)
-        ours = VAE()
-        theirs = ArticleVAE()
-        theirs.load_state_dict(ours.state_dict())  # the same layer names: both start from the same weights
-        our_opt = make_optimizer(ours, lr=1e-3)
-        their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-        shuffle = torch.Generator().manual_seed(seed)
+        models = {"course_utils": VAE(), "article": ArticleVAE(), "course_utils_compiled": VAE()}
+        for name in ("article", "course_utils_compiled"):  # the same layer names: all start from the same weights
+            models[name].load_state_dict(models["course_utils"].state_dict())
+        optimizers = {name: make_optimizer(model, lr=1e-3) for name, model in models.items() if name != "article"}
+        optimizers["article"] = torch.optim.Adam(models["article"].parameters(), lr=1e-3)
+        shuffles = {name: torch.Generator().manual_seed(seed) for name in models}
+        loss_fns = {"course_utils": loss_terms, "course_utils_compiled": compiled_loss_terms()}
         train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, seed)
         for epoch in range(1, args.epochs + 1):
-            start = time.perf_counter()
-            article_epoch(theirs, their_opt, train_loader, test_loader)
-            times["article"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            train_epoch(ours, our_opt, (x_train, y_train), batch_size=args.batch_size, generator=shuffle,
-                        autocast=autocast, progress=False)
-            evaluate(ours, (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
-            times["course_utils"].append(time.perf_counter() - start)
+            for name in pipelines:
+                start = time.perf_counter()
+                if name == "article":
+                    article_epoch(models[name], optimizers[name], train_loader, test_loader)
+                else:
+                    train_epoch(models[name], optimizers[name], (x_train, y_train), batch_size=args.batch_size,
+                                generator=shuffles[name], autocast=autocast, progress=False, loss_fn=loss_fns[name])
+                    evaluate(models[name], (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
+                times[name].append(time.perf_counter() - start)
             # the machine's speed drifts: measure the peak between every pair of epochs and keep the best
             peaks["fp32"].append(matmul_peak())
             if autocast:
                 peaks["bf16"].append(matmul_peak(torch.bfloat16))
-            print(f"seed {seed} epoch {epoch:>2}: article {times['article'][-1]:.2f} s, "
-                  f"course_utils {times['course_utils'][-1]:.2f} s", flush=True)
-        for name, model in (("course_utils", ours), ("article", theirs)):
-            losses[name]["test_loss"].append(nats_per_image(model, x_test))
-            losses[name]["test_loss_sampled"].append(nats_per_image(model, x_test, sample=True))
+            print(f"seed {seed} epoch {epoch:>2}: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in pipelines),
+                  flush=True)
+        for name in pipelines:
+            losses[name]["test_loss"].append(nats_per_image(models[name], x_test))
+            losses[name]["test_loss_sampled"].append(nats_per_image(models[name], x_test, sample=True))
 
     flops = flops_per_epoch(len(x_train), len(x_test), args.batch_size)
     peak = max(peaks["fp32"])
@@ -250,13 +263,18 @@ def main() -> int:
                "matmul_peak_bf16_gflops": round(max(peaks["bf16"]) / 1e9, 1) if autocast else None}
     for name in times:
         epoch_s = statistics.median(times[name])
+        runs = [times[name][i:i + args.epochs] for i in range(0, len(times[name]), args.epochs)]
         results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
+                         # a whole run of --epochs epochs, its first (compiling) epoch included: mean over the seeds
+                         "run_s": round(statistics.mean(sum(run) for run in runs), 1),
                          "gflops": round(flops / epoch_s / 1e9, 1),
                          "fraction_of_matmul_peak": round(flops / epoch_s / peak, 3)}
         for key, values in losses[name].items():  # the mean over the seeds, and each seed's value
             results[name][key] = round(statistics.mean(values), 2)
             results[name][f"{key}_per_seed"] = [round(v, 2) for v in values]
     results["ratio"] = round(results["article"]["epoch_s"] / results["course_utils"]["epoch_s"], 2)
+    if "course_utils_compiled" in results:
+        results["ratio_compiled"] = round(results["article"]["epoch_s"] / results["course_utils_compiled"]["epoch_s"], 2)
     # the ratio within each pair of back-to-back epochs: robust to the machine's speed drifting during the run
     pair_ratios = [a / c for a, c in zip(times["article"], times["course_utils"])]
     results["ratio_of_pairs"] = {"median": round(statistics.median(pair_ratios), 2),

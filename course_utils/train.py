@@ -4,7 +4,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from typing import Optional
+import warnings
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -83,12 +84,40 @@ def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
     return None
 
 
+LossFn = Callable[..., dict[str, torch.Tensor]]  # loss_terms, or a compiled version of it
+
+
+def compiled_loss_terms() -> LossFn:
+    """loss_terms through torch.compile (fixed shapes); where compiling fails, a warning and plain loss_terms.
+
+    Compiling fuses the loss's elementwise work into a few kernels: each epoch is faster, but the first batch of each
+    shape waits for the compiler (docs: performance page), and it needs a C++ compiler on the CPU.
+    """
+    compiled = torch.compile(loss_terms, dynamic=False)
+    current: list[LossFn] = [compiled]
+
+    def terms(*args, **kwargs) -> dict[str, torch.Tensor]:
+        try:
+            return current[0](*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as err:  # e.g. InductorError: no working C++ compiler
+            if current[0] is loss_terms:
+                raise
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                          f"training goes on without it. Pass compile=False to skip compiling.", stacklevel=2)
+            current[0] = loss_terms
+            return loss_terms(*args, **kwargs)
+
+    return terms
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, *, batch_size: int = 128,
                 beta: float = 1.0, noise_std: float = 0.0, generator: Optional[torch.Generator] = None,
-                autocast: Optional[torch.dtype] = None, desc: str = "", progress: bool = True) -> dict[str, float]:
+                autocast: Optional[torch.dtype] = None, desc: str = "", progress: bool = True,
+                loss_fn: LossFn = loss_terms) -> dict[str, float]:
     """One shuffled pass over the training data with one optimizer step per batch; returns the mean loss terms.
 
     autocast=torch.bfloat16 runs the matrix products in bf16 (weights, optimizer and loss stay float32).
+    loss_fn computes the loss terms of a batch: loss_terms, or compiled_loss_terms().
     """
     x, y = data
     check_images(x, "the training images")  # once for the whole set, not once per batch
@@ -98,7 +127,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
                disable=not progress, leave=False)
     for step, (xb, yb) in enumerate(bar):
         with checked_data(), torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
-            terms = loss_terms(model, xb, yb, beta, noise_std)
+            terms = loss_fn(model, xb, yb, beta, noise_std)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
@@ -111,13 +140,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
 
 def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *, num_epochs: int = 10,
         lr: float = 1e-3, batch_size: int = 128, beta: float = 1.0, noise_std: float = 0.0, seed: int = 0,
-        device: Optional[torch.device] = None, mixed_precision: Optional[bool] = None,
+        device: Optional[torch.device] = None, mixed_precision: Optional[bool] = None, compile: bool = False,
         progress: bool = True) -> dict[str, list[float]]:
     """Train model with Adam and return its history: per epoch, the train and test loss terms and seconds.
 
     mixed_precision: bf16 matrix products (None: where autocast_dtype finds native bf16; True: always;
-    False: float32 throughout). Evaluation is always float32. Interrupting training (the stop button, Ctrl-C) keeps the
-    weights and history of the last finished epoch.
+    False: float32 throughout). Evaluation is always float32. compile=True trains through torch.compile: faster epochs
+    after a compile of several seconds, worth it for runs of dozens of epochs (docs: performance page).
+    Interrupting training (the stop button, Ctrl-C) keeps the weights and history of the last finished epoch.
     """
     if num_epochs < 0 or lr <= 0:
         raise ValueError(f"num_epochs={num_epochs} and lr={lr} must be >= 0 and > 0, e.g. num_epochs=10, lr=1e-3.")
@@ -128,6 +158,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *,
     optimizer = make_optimizer(model, lr)
     autocast = autocast_dtype(device) if mixed_precision is None else (torch.bfloat16 if mixed_precision else None)
     shuffle = torch.Generator().manual_seed(seed)
+    loss_fn = compiled_loss_terms() if compile else loss_terms
     history: dict[str, list[float]] = {"epoch": [], "seconds": []}
     finished = copy.deepcopy(model.state_dict())
     try:
@@ -135,7 +166,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, *,
             start = time.perf_counter()
             train = train_epoch(model, optimizer, (x, y), batch_size=batch_size, beta=beta, noise_std=noise_std,
                                 generator=shuffle, autocast=autocast, desc=f"epoch {epoch}/{num_epochs}",
-                                progress=progress)
+                                progress=progress, loss_fn=loss_fn)
             record = {"epoch": epoch, "seconds": time.perf_counter() - start}
             record.update({f"train_{key}": value for key, value in train.items()})
             if test_data is not None:

@@ -129,3 +129,40 @@ def test_training_data_is_checked_once_as_a_whole():
         fit(VAE(latent_dim=2, hidden_dim=16), (x, y), num_epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fit(VAE(latent_dim=2, hidden_dim=16), (x.nan_to_num(0) * 255, y), num_epochs=1, progress=False)
+
+
+def _compare_compiled(model_cls, **fit_kwargs):
+    histories = []
+    for compile in (False, True):
+        seed_everything(0)
+        histories.append(fit(model_cls(latent_dim=4, hidden_dim=32), blobs(n=256), blobs(n=128, seed=1), num_epochs=2,
+                             batch_size=64, compile=compile, progress=False, **fit_kwargs))
+    return histories
+
+
+def test_compiled_training_follows_the_same_path(monkeypatch):
+    """compile=True computes the same loss terms (up to rounding in fused kernels) along the same training path."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)  # the same eps as eager, not inductor's own RNG
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    eager, compiled = _compare_compiled(VAE, mixed_precision=False)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did compile
+    for key in ("train_loss", "train_recon", "train_kl", "test_loss"):
+        assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
+
+
+def test_compile_without_a_cxx_compiler_warns_and_trains_eagerly(monkeypatch):
+    """A machine without a working C++ compiler (simulated): a warning that says what happened, then plain training."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(inductor_config, "force_disable_caches", True)  # no cached kernel may hide the failure
+    torch._dynamo.reset()
+    try:
+        with pytest.warns(UserWarning, match="torch.compile failed.*compile=False"):
+            eager, compiled = _compare_compiled(Autoencoder, mixed_precision=False)
+    finally:
+        torch._dynamo.reset()
+    assert compiled["train_loss"] == eager["train_loss"]  # the same eager computation, bit for bit
