@@ -58,19 +58,19 @@ def main() -> int:
 
     pairs = [  # (what, course_utils's way, the alternative, calls per round)
         ("cross-entropy from logits, forward and backward, one batch",
-         ("losses.reconstruction_loss_with_logits", with_backward(reconstruction_loss_with_logits, logits, x)),
-         ("F.binary_cross_entropy_with_logits", with_backward(pytorch_bce, logits, x)), 200),
+         ("`losses.reconstruction_loss_with_logits`", with_backward(reconstruction_loss_with_logits, logits, x)),
+         ("`F.binary_cross_entropy_with_logits`", with_backward(pytorch_bce, logits, x)), 200),
         ("a batch of 128 images from the training set",
-         ("x.index_select(0, index)", lambda: images.index_select(0, index)),
-         ("x[index]", lambda: images[index]), 2000),
+         ("`x.index_select(0, index)`", lambda: images.index_select(0, index)),
+         ("`x[index]`", lambda: images[index]), 2000),
         ("checking the 60,000 training images (NaN, inf, values in [0, 1])",
-         ("validate.check_images (one torch.aminmax pass)", lambda: check_images(images)),
-         ("isfinite().all(), min(), max()", lambda: (torch.isfinite(images).all(), images.min(), images.max())), 5),
+         ("`validate.check_images`: one `torch.aminmax` pass", lambda: check_images(images)),
+         ("`isfinite().all()`, `min()`, `max()`: three passes", lambda: (torch.isfinite(images).all(), images.min(), images.max())), 5),
     ]
     lines = ["| operation | course_utils | time | alternative | time |", "| --- | --- | ---: | --- | ---: |"]
     for what, (ours_name, ours), (other_name, other), calls in pairs:
         ours_s, other_s = best_time(ours, calls), best_time(other, calls)
-        lines.append(f"| {what} | `{ours_name}` | {ours_s * 1e6:,.0f} µs | `{other_name}` | {other_s * 1e6:,.0f} µs |")
+        lines.append(f"| {what} | {ours_name} | {ours_s * 1e6:,.0f} µs | {other_name} | {other_s * 1e6:,.0f} µs |")
         print(lines[-1], flush=True)
     lines += ["", f"Measured with `python benchmarks/operations.py {' '.join(sys.argv[1:])}` (best of 5 rounds, "
               f"{torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})."]

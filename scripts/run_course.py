@@ -105,8 +105,8 @@ def markdown_table(report: dict, arguments: str) -> str:
     mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
     lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}` on {report['cpu_count']} CPU cores "
               f"({time.strftime('%Y-%m-%d')}). Memory is the kernel's, sampled every 50 ms while it runs: RSS counts the "
-              f"file-backed pages of libraries too (about 500 MB of PyTorch's CUDA build), anonymous memory only what "
-              f"the kernel allocated itself."]
+              f"file-backed pages of libraries too (most of the difference between the two columns: PyTorch's CUDA "
+              f"build), anonymous memory only what the kernel allocated itself."]
     return "\n".join(lines) + "\n"
 
 

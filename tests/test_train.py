@@ -153,6 +153,7 @@ def test_compiled_training_follows_the_same_path(monkeypatch):
         assert compiled[key] == pytest.approx(eager[key], rel=1e-4), key
 
 
+@pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")  # PyTorch's note on the disabled caches
 def test_compile_without_a_cxx_compiler_warns_and_trains_eagerly(monkeypatch):
     """A machine without a working C++ compiler (simulated): a warning that says what happened, then plain training."""
     import torch._inductor.config as inductor_config
