@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _report import publish  # noqa: E402
 from course_utils import data as course_data  # noqa: E402
 from course_utils.losses import kl_divergence, reconstruction_loss_with_logits, vae_loss  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
@@ -117,15 +118,10 @@ def main() -> int:
         median = statistics.median(run.seconds[1:])
         note = f" (first epoch, compiling: {run.seconds[0]:.1f} s)" if VARIANTS[name][3] else ""
         lines.append(f"| {name}{note} | {median:.2f} s | {base / median:.2f}x | {sum(run.seconds):.1f} s |")
-    lines += ["", f"Measured with `python benchmarks/ablation.py {' '.join(sys.argv[1:])}` ({args.epochs} timed epochs "
+    lines += ["", f"Measured with `{' '.join(['python', 'benchmarks/ablation.py', *sys.argv[1:]])}` ({args.epochs} timed epochs "
               f"after one warm-up, {torch.get_num_threads()} threads, torch {torch.__version__}, "
               f"{time.strftime('%Y-%m-%d')})."]
-    table = "\n".join(lines) + "\n"
-    print("\n" + table)
-    if args.docs:
-        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / "ablation.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table)
+    publish("\n".join(lines) + "\n", "ablation.md", args.docs)
     return 0
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _report import publish  # noqa: E402
 from course_utils import data as course_data  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
@@ -280,13 +281,8 @@ def main() -> int:
     results["ratio_of_pairs"] = {"median": round(statistics.median(pair_ratios), 2),
                                  "min": round(min(pair_ratios), 2), "max": round(max(pair_ratios), 2)}
 
-    table = markdown_table(results, " ".join(sys.argv[1:]))
-    print("\n" + table)
-    if args.docs:
-        name = "benchmark.md" if args.precision == "auto" else f"benchmark-{args.precision}.md"
-        out = Path(__file__).resolve().parents[1] / "docs" / "_generated" / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table)
+    name = "benchmark.md" if args.precision == "auto" else f"benchmark-{args.precision}.md"
+    publish(markdown_table(results, " ".join(sys.argv[1:])), name, args.docs)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     tmp.cleanup()
