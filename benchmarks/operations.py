@@ -66,7 +66,8 @@ def main() -> int:
          ("`x[index]`", lambda: images[index]), 2000),
         ("checking the 60,000 training images (NaN, inf, values in [0, 1])",
          ("`validate.check_images`: one `torch.aminmax` pass", lambda: check_images(images)),
-         ("`isfinite().all()`, `min()`, `max()`: three passes", lambda: (torch.isfinite(images).all(), images.min(), images.max())), 5),
+         ("`isfinite().all()`, `min()`, `max()`: three passes",
+          lambda: (torch.isfinite(images).all(), images.min(), images.max())), 5),
     ]
     lines = ["| operation | course_utils | time | alternative | time |", "| --- | --- | ---: | --- | ---: |"]
     for what, (ours_name, ours), (other_name, other), calls in pairs:
