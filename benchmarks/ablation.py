@@ -119,8 +119,8 @@ def main() -> int:
         note = f" (first epoch, compiling: {run.seconds[0]:.1f} s)" if VARIANTS[name][3] else ""
         lines.append(f"| {name}{note} | {median:.2f} s | {base / median:.2f}x | {sum(run.seconds):.1f} s |")
     command = " ".join(["python", "benchmarks/ablation.py", *sys.argv[1:]])
-    lines += ["", f"Measured with `{command}` ({args.epochs} timed epochs after one warm-up, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-              f"{time.strftime('%Y-%m-%d')})."]
+    lines += ["", f"Measured with `{command}` ({args.epochs} timed epochs after one warm-up, "
+              f"{torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})."]
     publish("\n".join(lines) + "\n", "ablation.md", args.docs)
     return 0
 
