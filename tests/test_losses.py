@@ -107,7 +107,11 @@ def test_reconstruction_loss_with_logits_float32_and_gradcheck():
     small = (torch.randn(3, 784, dtype=torch.float64, generator=g) * 5).requires_grad_()
     assert torch.autograd.gradcheck(lambda l: reconstruction_loss_with_logits(l, x[:3].double()), (small,))
     with pytest.raises(ValueError, match="same shape"):
-        reconstruction_loss_with_logits(torch.zeros(2, 784), torch.zeros(2, 783))
+        reconstruction_loss_with_logits(torch.zeros(2, 784), torch.zeros(3, 784))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        reconstruction_loss_with_logits(torch.zeros(2, 784), torch.full((2, 784), 255.0))
+    with pytest.raises(ValueError, match="logits contains NaN"):
+        reconstruction_loss_with_logits(torch.full((2, 784), float("nan")), torch.zeros(2, 784))
 
 
 def test_checks_find_nan_and_inf_anywhere():
