@@ -1,6 +1,6 @@
 """What makes course_utils's training loop fast: each choice measured on its own, on the same machine and data.
 
-    python benchmarks/ablation.py --epochs 3 --docs
+    python benchmarks/ablation.py --epochs 5 --docs
 
 Each variant trains the article's VAE (batch 128, Adam at lr 1e-3) for --epochs passes over full MNIST held in
 memory; the variants take turns epoch by epoch, and the table gives each one's median seconds per training pass
@@ -99,10 +99,12 @@ class Run:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per variant, after one warm-up")
     parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
     parser.add_argument("--docs", action="store_true", help="also write the table to docs/_generated/ablation.md")
     args = parser.parse_args()
+    if args.epochs < 1:
+        parser.error("--epochs must be a whole number of at least 1, e.g. --epochs 5")
     folder = course_data.find_mnist_folder(args.data)
     if folder is None:
         print("The ablation needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.", file=sys.stderr)

@@ -1,15 +1,18 @@
-"""Train the article's VAE two ways on the same machine and data, alternating epochs, and compare.
+"""Train the article's VAE on the same machine and data through different pipelines, taking turns, and compare.
 
     python benchmarks/train_vae.py --epochs 10 --json results.json
 
 1. course_utils: in-memory tensors cut into batches, train.train_epoch and train.evaluate.
-2. The article's pipeline: torchvision datasets.MNIST with transforms.ToTensor() and a shuffled DataLoader
+2. course_utils with fit(..., compile=True): the same, with the loss through torch.compile (--no-compile leaves it
+   out), timed from an empty compile cache.
+3. The article's pipeline: torchvision datasets.MNIST with transforms.ToTensor() and a shuffled DataLoader
    (batch 128), a VAE with sigmoid outputs, and its loss (BCE averaged over batch and pixels plus KLD / (B * 784)).
 
-Both use the article's model (784-400-20), batch 128, Adam at lr 1e-3, the same seed and the same number of
-threads. Each epoch is one pass over the training set plus one over the test set, as both training scripts do.
-Both test losses are measured by one function: summed BCE plus KL per image, in eval mode (z = mu), in nats.
-Run it on a quiet machine: it reports median epoch times, and a loaded machine makes both pipelines slower.
+All use the article's model (784-400-20), batch 128, Adam at lr 1e-3, the same initial weights and the same number of
+threads; --seeds repeats the whole comparison. Each epoch is one pass over the training set plus one over the test
+set, as the training scripts do. All test losses are measured by one function: summed BCE plus KL per image, in nats,
+at z = mu (eval mode) and with z sampled. Run it on a quiet machine: it reports median epoch times, and a loaded
+machine makes every pipeline slower.
 """
 from __future__ import annotations
 
@@ -217,6 +220,8 @@ def main() -> int:
     parser.add_argument("--docs", action="store_true",
                         help="also write the table to docs/_generated/benchmark.md (benchmark-fp32.md, -bf16.md)")
     args = parser.parse_args()
+    if args.epochs < 1 or args.seeds < 1 or args.batch_size < 1:
+        parser.error("--epochs, --seeds and --batch-size must be whole numbers of at least 1, e.g. --epochs 10")
 
     folder = course_data.find_mnist_folder(args.data)
     if folder is None:
@@ -239,7 +244,9 @@ def main() -> int:
         optimizers = {name: make_optimizer(model, lr=1e-3) for name, model in models.items() if name != "article"}
         optimizers["article"] = torch.optim.Adam(models["article"].parameters(), lr=1e-3)
         shuffles = {name: torch.Generator().manual_seed(seed) for name in models}
-        loss_fns = {"course_utils": loss_terms, "course_utils_compiled": compiled_loss_terms()}
+        loss_fns = {"course_utils": loss_terms}
+        if "course_utils_compiled" in pipelines:
+            loss_fns["course_utils_compiled"] = compiled_loss_terms()
         train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, seed)
         for epoch in range(1, args.epochs + 1):
             for name in pipelines:
