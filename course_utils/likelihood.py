@@ -14,11 +14,10 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from .losses import kl_divergence
+from .losses import kl_divergence, reconstruction_loss_with_logits
 from .models import ConditionalVAE, GaussianVAE
 
 
@@ -53,7 +52,7 @@ def _sample_q(model: nn.Module, x: torch.Tensor, k: int, labels: tuple,
     z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps, broadcast over the k samples: (k, B, latent_dim)
     logits = model.decode_logits(z.flatten(0, 1), *(t.repeat(k) for t in labels))  # (k, B, d) -> (k * B, d)
     targets = x.flatten(1).repeat(k, 1)  # (B, 1, 28, 28) -> (k * B, 784): row i * B + b is image b, like z
-    log_px_z = -F.binary_cross_entropy_with_logits(logits.flatten(1), targets, reduction="none").sum(1)  # (k * B,)
+    log_px_z = -reconstruction_loss_with_logits(logits, targets)  # (k * B,)
     return mu, logvar, z, log_px_z.view(k, len(x))  # (k * B,) -> (k, B)
 
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .losses import reconstruction_loss_with_logits
 from .models import ConditionalVAE, GaussianVAE
 from .validate import check_same_shape, check_tensor
 
@@ -78,9 +78,7 @@ def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(device)
             logits = _logits(model, xb)
-            # BCE(x, sigmoid(logits)) = -[x log x_hat + (1 - x) log(1 - x_hat)], computed stably from the logits
-            bce = F.binary_cross_entropy_with_logits(logits.flatten(1), xb.flatten(1), reduction="none")  # (B, 784)
-            errors.append(bce.sum(dim=1).cpu())  # (B, 784) -> (B,)
+            errors.append(reconstruction_loss_with_logits(logits, xb).cpu())  # (B,): BCE(x, sigmoid(logits)) per image
     finally:
         model.train(was_training)
     return torch.cat(errors) if errors else torch.empty(0)
