@@ -1,11 +1,38 @@
-"""What every benchmark does with its table: print it, and with --docs write it where docs/performance.md includes it."""
+"""What the benchmarks share: the MNIST folder, the command that ran, and their tables printed and written for the docs."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 GENERATED = Path(__file__).resolve().parents[1] / "docs" / "_generated"
+
+
+def mnist_folder(data: str | None) -> Path:
+    """The folder holding the four full MNIST files (--data, else COURSE_DATA or data/); exits with a hint if none."""
+    from course_utils.data import find_mnist_folder
+
+    folder = find_mnist_folder(data)
+    if folder is None:
+        print(f"{Path(sys.argv[0]).name} needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return folder
+
+
+def command() -> str:
+    """The command line that ran this benchmark, as the docs quote it: python benchmarks/NAME.py ARGS."""
+    return " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+
+
+def measured(details: str) -> str:
+    """The table's last line: the command, the given details, threads, torch version and date."""
+    import torch
+
+    return (f"Measured with `{command()}` ({details}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}).")
 
 
 def publish(table: str, name: str, docs: bool) -> None:

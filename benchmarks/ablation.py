@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from _report import cold_compile_cache, publish  # benchmarks/, this script's folder
+from _report import cold_compile_cache, measured, mnist_folder, publish  # benchmarks/, this script's folder
 
 cold_compile_cache()  # before torch is imported
 import torch  # noqa: E402
@@ -105,11 +105,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.epochs < 1:
         parser.error("--epochs must be a whole number of at least 1, e.g. --epochs 5")
-    folder = course_data.find_mnist_folder(args.data)
-    if folder is None:
-        print("The ablation needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.", file=sys.stderr)
-        return 2
-    x, _ = course_data.load_mnist("train", root=folder)
+    x, _ = course_data.load_mnist("train", root=mnist_folder(args.data))
     runs = {name: Run(*variant, seed=0) for name, variant in VARIANTS.items()}
     for epoch in range(args.epochs + 1):  # epoch 0 warms up (and compiles); it is not counted
         for name, run in runs.items():
@@ -122,9 +118,7 @@ def main() -> int:
         median = statistics.median(run.seconds[1:])
         note = f" (first epoch, compiling: {run.seconds[0]:.1f} s)" if VARIANTS[name][3] else ""
         lines.append(f"| {name}{note} | {median:.2f} s | {base / median:.2f}x | {sum(run.seconds):.1f} s |")
-    command = " ".join(["python", "benchmarks/ablation.py", *sys.argv[1:]])
-    lines += ["", f"Measured with `{command}` ({args.epochs} timed epochs after one warm-up, "
-              f"{torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})."]
+    lines += ["", measured(f"{args.epochs} timed epochs after one warm-up")]
     publish("\n".join(lines) + "\n", "ablation.md", args.docs)
     return 0
 

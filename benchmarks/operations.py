@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _report import publish  # noqa: E402
+from _report import measured, publish  # noqa: E402
 from course_utils.losses import reconstruction_loss_with_logits  # noqa: E402
 from course_utils.validate import check_images  # noqa: E402
 
@@ -74,8 +74,7 @@ def main() -> int:
         ours_s, other_s = best_time(ours, calls), best_time(other, calls)
         lines.append(f"| {what} | {ours_name} | {ours_s * 1e6:,.0f} µs | {other_name} | {other_s * 1e6:,.0f} µs |")
         print(lines[-1], flush=True)
-    lines += ["", f"Measured with `{' '.join(['python', 'benchmarks/operations.py', *sys.argv[1:]])}` (best of 5 rounds, "
-              f"{torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')})."]
+    lines += ["", measured("best of 5 rounds")]
     publish("\n".join(lines) + "\n", "operations.md", args.docs)
     return 0
 

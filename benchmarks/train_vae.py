@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import cold_compile_cache, publish  # benchmarks/, this script's folder
+from _report import cold_compile_cache, command, mnist_folder, publish  # benchmarks/, this script's folder
 
 cold_compile_cache()  # before torch is imported
 import torch  # noqa: E402
@@ -166,7 +166,7 @@ def _loss(r: dict, key: str) -> str:
     return f"{r[key]:.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
 
 
-def markdown_table(results: dict, arguments: str) -> str:
+def markdown_table(results: dict) -> str:
     """The results as a Markdown table, with the command and machine that produced them."""
     lines = [f"| pipeline | median epoch | a run of {results['epochs']} epochs | test loss, z = mu | "
              "test loss, z sampled | achieved | of the fp32 matmul peak |",
@@ -199,7 +199,7 @@ def markdown_table(results: dict, arguments: str) -> str:
               f"GFLOP/s at best (measured between every pair of epochs) on this machine's {results['threads']} threads"
               + (f" (bf16: {results['matmul_peak_bf16_gflops']} GFLOP/s)" if results["matmul_peak_bf16_gflops"] else "")
               + f". Peak memory of the benchmark process (all "
-              f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `python benchmarks/train_vae.py {arguments}` "
+              f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `{command()}` "
               f"(torch {results['torch']}, Python {results['python']}, {results['machine']}, "
               f"{time.strftime('%Y-%m-%d')})."]
     return "\n".join(lines) + "\n"
@@ -223,10 +223,7 @@ def main() -> int:
     if args.epochs < 1 or args.seeds < 1 or args.batch_size < 1:
         parser.error("--epochs, --seeds and --batch-size must be whole numbers of at least 1, e.g. --epochs 10")
 
-    folder = course_data.find_mnist_folder(args.data)
-    if folder is None:
-        print("The benchmark needs the full MNIST files: pass --data FOLDER or set COURSE_DATA.", file=sys.stderr)
-        return 2
+    folder = mnist_folder(args.data)
     x_train, y_train = course_data.load_mnist("train", root=folder)
     x_test, y_test = course_data.load_mnist("test", root=folder)
     tmp = tempfile.TemporaryDirectory()
@@ -298,7 +295,7 @@ def main() -> int:
                                  "min": round(min(pair_ratios), 2), "max": round(max(pair_ratios), 2)}
 
     name = "benchmark.md" if args.precision == "auto" else f"benchmark-{args.precision}.md"
-    publish(markdown_table(results, " ".join(sys.argv[1:])), name, args.docs)
+    publish(markdown_table(results), name, args.docs)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     tmp.cleanup()

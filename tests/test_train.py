@@ -64,9 +64,6 @@ def test_interrupt_keeps_the_last_finished_epoch(monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    def remember(epoch_history_len):
-        snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
-
     monkeypatch.setattr(torch.optim.Adam, "step", step_then_interrupt)
     history = fit(model, blobs(), blobs(seed=1), num_epochs=5, batch_size=64, progress=False)
     assert history["epoch"] == [1]
