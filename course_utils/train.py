@@ -93,18 +93,18 @@ def compiled_loss_terms() -> LossFn:
     Compiling fuses the loss's elementwise work into a few kernels: each epoch is faster, but the first batch of each
     shape waits for the compiler (docs: performance page), and it needs a C++ compiler on the CPU.
     """
-    compiled = torch.compile(loss_terms, dynamic=False)
-    current: list[LossFn] = [compiled]
+    current: LossFn = torch.compile(loss_terms, dynamic=False)
 
     def terms(*args, **kwargs) -> dict[str, torch.Tensor]:
+        nonlocal current
         try:
-            return current[0](*args, **kwargs)
+            return current(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as err:  # e.g. InductorError: no working C++ compiler
-            if current[0] is loss_terms:
+            if current is loss_terms:
                 raise
             warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
                           f"training goes on without it. Pass compile=False to skip compiling.", stacklevel=2)
-            current[0] = loss_terms
+            current = loss_terms
             return loss_terms(*args, **kwargs)
 
     return terms
