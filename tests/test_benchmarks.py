@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_utils.models import VAE
-from course_utils.train import evaluate
+from course_utils.train import evaluate, loss_terms
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -55,3 +55,49 @@ def test_flop_count_matches_the_layer_sizes(bench):
     input_grads = 2 * b * (2 * h * k + k * h + h * d)  # every layer but fc1: the images need no gradient
     assert bench.flops_per_epoch(n_train=b, n_test=0, batch_size=b) == forward + weight_grads + input_grads
     assert bench.flops_per_epoch(n_train=0, n_test=b, batch_size=b) == forward
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(BENCHMARKS.parent / "outputs" / "inductor-cache"))
+        mp.syspath_prepend(str(BENCHMARKS))
+        module = importlib.import_module("ablation")
+    yield module
+    sys.modules.pop("ablation", None)
+    sys.modules.pop("_report", None)
+
+
+def _autograd_loss(model, x, float64: bool):
+    """In float64: the negative ELBO from torch.distributions, through autograd; else course_utils's loss_terms under
+    bf16 autocast, as its training loop runs it."""
+    if not float64:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return loss_terms(model, x)["loss"]
+    mu, logvar = model.encode(x)
+    logits = model.decode_logits(model.reparameterize(mu, logvar)).flatten(1)
+    recon = -torch.distributions.Bernoulli(logits=logits).log_prob(x.flatten(1)).sum(1)
+    prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu, (0.5 * logvar).exp()), prior).sum(1)
+    return (recon + kl).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_the_hand_written_backward_pass_is_autograds(ablation, dtype):
+    """The ablation's bound computes the VAE's loss and autograd's gradients of it: in float64 to 1e-10 (against
+    torch.distributions); with bf16 products, as the ablation runs it, to bf16's precision (against loss_terms)."""
+    float64 = dtype == torch.float64
+    model = VAE().to(torch.float64 if float64 else torch.float32)
+    x = images(64, seed=2).round().to(model.fc1.weight.dtype)  # binary pixels: Bernoulli.log_prob checks them
+    torch.manual_seed(3)
+    loss = ablation.backprop_by_hand(model, x, dtype=dtype)
+    by_hand = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(3)  # the same eps
+    expected = _autograd_loss(model, x, float64)
+    expected.backward()
+    error = 1e-10 if float64 else 0.05  # bf16 keeps 8 bits: a few % apart, where a wrong term is ~100 % off
+    assert abs(loss - expected.detach()) <= error * abs(expected.detach())
+    for name, p in model.named_parameters():
+        assert by_hand[name].dtype == p.dtype, name
+        assert (by_hand[name] - p.grad).norm() <= error * p.grad.norm(), name
