@@ -3,7 +3,8 @@
     python benchmarks/ablation.py --epochs 5 --docs
 
 Each variant trains the article's VAE (batch 128, Adam at lr 1e-3) for --epochs passes over full MNIST held in
-memory; the variants take turns epoch by epoch, and the table gives each one's median seconds per training pass
+memory; the variants take turns every 20 steps (so that the machine's drift in speed slows them all alike), and the
+table gives each one's median seconds per training pass
 (no test pass), and its time over all epochs including the first, warm-up one: torch.compile's first epoch includes
 its compilation. The images are checked once, as train_epoch does (validate.checked_data).
 """
@@ -60,25 +61,27 @@ def hand_written_loss(model, x):
 
 
 @torch.no_grad()
-def backprop_by_hand(model, x, dtype=torch.bfloat16):
+def backprop_by_hand(model, x, dtype=torch.bfloat16, latent_dtype=None):
     """A bound for any eager loop: course_utils's step (products in dtype, the loss in x's float32) with its backward
     pass written out as matrix products: no autograd, no modules, no checks. Returns the loss and writes every
-    parameter's .grad itself.
+    parameter's .grad itself. latent_dtype: the dtype of the small products next to the code z (fc21, fc22, fc3),
+    dtype unless given.
     """
-    full = x.dtype
+    full, small = x.dtype, latent_dtype or dtype
     fc1, fc21, fc22, fc3, fc4 = model.fc1, model.fc21, model.fc22, model.fc3, model.fc4
     x = x.view(-1, 784)                                                  # (B, 784)
-    x_, w1, w21, w22, w3, w4 = (t.to(dtype) for t in (x, fc1.weight, fc21.weight, fc22.weight, fc3.weight, fc4.weight))
+    x_, w1, w4 = x.to(dtype), fc1.weight.to(dtype), fc4.weight.to(dtype)
+    w21, w22, w3 = fc21.weight.to(small), fc22.weight.to(small), fc3.weight.to(small)
     a1 = torch.addmm(fc1.bias.to(dtype), x_, w1.t())                     # (B, 400)
-    h = a1.relu()
-    mu = torch.addmm(fc21.bias.to(dtype), h, w21.t()).to(full)           # (B, 20)
-    logvar = torch.addmm(fc22.bias.to(dtype), h, w22.t()).to(full)       # (B, 20)
+    h = a1.relu().to(small)
+    mu = torch.addmm(fc21.bias.to(small), h, w21.t()).to(full)           # (B, 20)
+    logvar = torch.addmm(fc22.bias.to(small), h, w22.t()).to(full)       # (B, 20)
     std = torch.exp(0.5 * logvar)
     eps = torch.randn_like(std)
     z = torch.addcmul(mu, std, eps)                                      # mu + std * eps
-    z_ = z.to(dtype)
-    a3 = torch.addmm(fc3.bias.to(dtype), z_, w3.t())                     # (B, 400)
-    h3 = a3.relu()
+    z_ = z.to(small)
+    a3 = torch.addmm(fc3.bias.to(small), z_, w3.t())                     # (B, 400)
+    h3 = a3.relu().to(dtype)
     logits = torch.addmm(fc4.bias.to(dtype), h3, w4.t()).to(full)        # (B, 784)
     loss = (reconstruction_loss_with_logits(logits, x) + kl_divergence(mu, logvar)).mean()
 
@@ -86,19 +89,26 @@ def backprop_by_hand(model, x, dtype=torch.bfloat16):
     g_logits = (torch.sigmoid(logits) - x).mul_(scale)                   # (B, 784)
     g_logits_ = g_logits.to(dtype)
     fc4.weight.grad, fc4.bias.grad = g_logits_.t().mm(h3).to(full), g_logits.sum(0)
-    g_a3 = g_logits_.mm(w4).mul_(a3 > 0)                                 # (B, 400), through the ReLU
+    g_a3 = g_logits_.mm(w4).to(small).mul_(a3 > 0)                       # (B, 400), through the ReLU
     fc3.weight.grad, fc3.bias.grad = g_a3.t().mm(z_).to(full), g_a3.sum(0).to(full)
     g_z = g_a3.mm(w3).to(full)                                           # (B, 20)
     g_mu = g_z + scale * mu                                              # the KL's 0.5 mu^2
     g_logvar = 0.5 * (g_z * eps * std + scale * torch.expm1(logvar))    # z through std; the KL's 0.5 (e^logvar - 1)
-    g_mu_, g_logvar_ = g_mu.to(dtype), g_logvar.to(dtype)
+    g_mu_, g_logvar_ = g_mu.to(small), g_logvar.to(small)
     fc21.weight.grad, fc21.bias.grad = g_mu_.t().mm(h).to(full), g_mu.sum(0)
     fc22.weight.grad, fc22.bias.grad = g_logvar_.t().mm(h).to(full), g_logvar.sum(0)
-    g_a1 = torch.addmm(g_mu_.mm(w21), g_logvar_, w22).mul_(a1 > 0)     # (B, 400)
-    fc1.weight.grad, fc1.bias.grad = g_a1.t().mm(x_).to(full), g_a1.sum(0).to(full)
+    g_a1 = torch.addmm(g_mu_.mm(w21), g_logvar_, w22).mul_(a1 > 0)      # (B, 400)
+    fc1.weight.grad, fc1.bias.grad = g_a1.to(dtype).t().mm(x_).to(full), g_a1.sum(0).to(full)
     return loss
 
 
+def backprop_by_hand_fp32_latent(model, x):
+    """backprop_by_hand with the small products next to the code in float32: there oneDNN's fixed cost of a bf16
+    product (tens of microseconds per call) is more than the product itself."""
+    return backprop_by_hand(model, x, latent_dtype=torch.float32)
+
+
+STEPS = 20  # training steps per turn: variants alternate every few hundredths of a second
 FUSED = {"fused": True}
 VARIANTS = {  # name: (loss, autocast dtype, Adam keyword arguments, compile); each row adds one choice
     "in-memory batches, BCE on sigmoid outputs, fp32": (probabilities_loss, None, {}, False),
@@ -112,11 +122,12 @@ VARIANTS = {  # name: (loss, autocast dtype, Adam keyword arguments, compile); e
     "not kept: course_utils's loop + torch.compile": (logits_loss, torch.bfloat16, FUSED, True),
     "bound: the same step with its backward pass written out by hand, no autograd": (backprop_by_hand, None, FUSED,
                                                                                       False),
+    "the same, with the latent layers (fc21, fc22, fc3) in float32": (backprop_by_hand_fp32_latent, None, FUSED, False),
 }
 
 
 class Run:
-    """One variant's model, optimizer and timings."""
+    """One variant's model, optimizer and timings: an epoch is run a few steps at a time (steps), taking turns."""
 
     def __init__(self, loss, autocast, adam_kwargs, compiled, seed):
         seed_everything(seed)
@@ -126,18 +137,26 @@ class Run:
         self.autocast = autocast
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, **adam_kwargs)
         self.shuffle = torch.Generator().manual_seed(seed)
-        self.seconds: list[float] = []
+        self.seconds: list[float] = []  # per epoch
+        self._batches = iter(())
 
-    def epoch(self, x: torch.Tensor, batch_size: int) -> None:
-        start = time.perf_counter()
-        for xb, _ in course_data.batches(x, None, batch_size, generator=self.shuffle):
+    def start_epoch(self, x: torch.Tensor, batch_size: int) -> None:
+        self._batches = course_data.batches(x, None, batch_size, generator=self.shuffle)
+        self.seconds.append(0.0)
+
+    def steps(self, count: int) -> bool:
+        """Up to count training steps of the current epoch, timed; False once the epoch is over."""
+        start, done = time.perf_counter(), 0
+        for _, (xb, _) in zip(range(count), self._batches):  # range first: no batch is drawn and dropped
             with checked_data(), torch.autocast("cpu", dtype=self.autocast, enabled=self.autocast is not None):
                 loss = self.loss(self.model, xb)
             if loss.requires_grad:  # backprop_by_hand has written the gradients already
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
             self.optimizer.step()
-        self.seconds.append(time.perf_counter() - start)
+            done += 1
+        self.seconds[-1] += time.perf_counter() - start
+        return done == count
 
 
 def main() -> int:
@@ -151,8 +170,12 @@ def main() -> int:
     x, _ = course_data.load_mnist("train", root=mnist_folder(args.data))
     runs = {name: Run(*variant, seed=0) for name, variant in VARIANTS.items()}
     for epoch in range(args.epochs + 1):  # epoch 0 warms up (and compiles); it is not counted
+        for run in runs.values():
+            run.start_epoch(x, 128)
+        active = list(runs.values())
+        while active:  # STEPS steps of each variant in turn: the machine's drift affects them all alike
+            active = [run for run in active if run.steps(STEPS)]
         for name, run in runs.items():
-            run.epoch(x, 128)
             print(f"epoch {epoch}: {name:<45} {run.seconds[-1]:6.2f} s", flush=True)
     base = statistics.median(runs[next(iter(runs))].seconds[1:])
     lines = [f"| training pass over 60,000 images | median | speed-up | all {args.epochs + 1} epochs, first included |",

@@ -82,15 +82,16 @@ def _autograd_loss(model, x, float64: bool):
     return (recon + kl).mean()
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
-def test_the_hand_written_backward_pass_is_autograds(ablation, dtype):
+@pytest.mark.parametrize("dtype, latent_dtype", [(torch.float64, None), (torch.bfloat16, None),
+                                                 (torch.bfloat16, torch.float32)])
+def test_the_hand_written_backward_pass_is_autograds(ablation, dtype, latent_dtype):
     """The ablation's bound computes the VAE's loss and autograd's gradients of it: in float64 to 1e-10 (against
     torch.distributions); with bf16 products, as the ablation runs it, to bf16's precision (against loss_terms)."""
     float64 = dtype == torch.float64
     model = VAE().to(torch.float64 if float64 else torch.float32)
     x = images(64, seed=2).round().to(model.fc1.weight.dtype)  # binary pixels: Bernoulli.log_prob checks them
     torch.manual_seed(3)
-    loss = ablation.backprop_by_hand(model, x, dtype=dtype)
+    loss = ablation.backprop_by_hand(model, x, dtype=dtype, latent_dtype=latent_dtype)
     by_hand = {name: p.grad.clone() for name, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     torch.manual_seed(3)  # the same eps
