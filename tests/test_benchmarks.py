@@ -12,15 +12,25 @@ from course_utils.train import evaluate, loss_terms
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def bench():
+def _benchmark_script(name):
+    """Import benchmarks/<name>.py as a module (its main() does not run), and forget it afterwards."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(BENCHMARKS.parent / "outputs" / "inductor-cache"))  # no temp dir
         mp.syspath_prepend(str(BENCHMARKS))
-        module = importlib.import_module("train_vae")
+        module = importlib.import_module(name)
     yield module
-    sys.modules.pop("train_vae", None)
+    sys.modules.pop(name, None)
     sys.modules.pop("_report", None)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    yield from _benchmark_script("train_vae")
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    yield from _benchmark_script("ablation")
 
 
 def images(n, seed=0):
@@ -55,17 +65,6 @@ def test_flop_count_matches_the_layer_sizes(bench):
     input_grads = 2 * b * (2 * h * k + k * h + h * d)  # every layer but fc1: the images need no gradient
     assert bench.flops_per_epoch(n_train=b, n_test=0, batch_size=b) == forward + weight_grads + input_grads
     assert bench.flops_per_epoch(n_train=0, n_test=b, batch_size=b) == forward
-
-
-@pytest.fixture(scope="module")
-def ablation():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(BENCHMARKS.parent / "outputs" / "inductor-cache"))
-        mp.syspath_prepend(str(BENCHMARKS))
-        module = importlib.import_module("ablation")
-    yield module
-    sys.modules.pop("ablation", None)
-    sys.modules.pop("_report", None)
 
 
 def _autograd_loss(model, x, float64: bool):
