@@ -4,9 +4,9 @@
 
 Each variant trains the article's VAE (batch 128, Adam at lr 1e-3) for --epochs passes over full MNIST held in
 memory; the variants take turns every 20 steps (so that the machine's drift in speed slows them all alike), and the
-table gives each one's median seconds per training pass
-(no test pass), and its time over all epochs including the first, warm-up one: torch.compile's first epoch includes
-its compilation. The images are checked once, as train_epoch does (validate.checked_data).
+table gives each one's median seconds per training pass (no test pass), and its time over all epochs including the
+first, warm-up one: torch.compile's first epoch includes its compilation. The images are checked once, as
+train_epoch does (validate.checked_data). The last two rows bound what leaving autograd out could save.
 """
 from __future__ import annotations
 
@@ -62,10 +62,10 @@ def hand_written_loss(model, x):
 
 @torch.no_grad()
 def backprop_by_hand(model, x, dtype=torch.bfloat16, latent_dtype=None):
-    """A bound for any eager loop: course_utils's step (products in dtype, the loss in x's float32) with its backward
-    pass written out as matrix products: no autograd, no modules, no checks. Returns the loss and writes every
-    parameter's .grad itself. latent_dtype: the dtype of the small products next to the code z (fc21, fc22, fc3),
-    dtype unless given.
+    """course_utils's step (products in dtype, the loss in x's float32) with its backward pass written out as matrix
+    products: no autograd, no modules, no checks, so what it saves bounds what those cost. Returns the loss and writes
+    every parameter's .grad itself. latent_dtype: the dtype of the small products next to the code z (fc21, fc22,
+    fc3), dtype unless given.
     """
     full, small = x.dtype, latent_dtype or dtype
     fc1, fc21, fc22, fc3, fc4 = model.fc1, model.fc21, model.fc22, model.fc3, model.fc4
