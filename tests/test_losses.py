@@ -3,11 +3,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Independent, Normal, kl_divergence as reference_kl
-
-import torch.nn.functional as F
 
 from course_utils.losses import kl_divergence, reconstruction_loss, reconstruction_loss_with_logits, vae_loss
 from course_utils.validate import checked_data
