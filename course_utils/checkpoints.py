@@ -1,6 +1,7 @@
 """Checkpoints: save a trained model whole and atomically, load it safely, or train it when there is none."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import platform
@@ -13,7 +14,7 @@ from torch import nn
 
 from . import __version__, models
 from .setup import fast_mode, project_dir
-from .train import Data, fit
+from .train import Data, TrainConfig, fit, make_config
 
 
 class CheckpointError(RuntimeError):
@@ -58,28 +59,35 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Optional[dict] 
     return path
 
 
-def load_checkpoint(path: str | Path, model: Optional[nn.Module] = None) -> tuple[nn.Module, dict]:
-    """Load (model, checkpoint). weights_only=True: a checkpoint file can run no code.
-
-    With a model given, its architecture must match the checkpoint's; without one, it is built from the config.
-    """
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, loaded with weights_only=True (a checkpoint file can run no code)."""
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        config, state = checkpoint["config"], checkpoint["state_dict"]
     except FileNotFoundError:
         raise
     except Exception as err:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}). Delete it and train "
                               f"again; nothing else depends on it.") from err
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= checkpoint.keys():
+        raise CheckpointError(f"{path} is not a checkpoint of this course (it has no model config or weights). "
+                              f"Delete it and train again; nothing else depends on it.")
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path, model: Optional[nn.Module] = None) -> tuple[nn.Module, dict]:
+    """Load (model, checkpoint); the weights go to the device the model's parameters are on (the CPU for a new one).
+
+    With a model given, its architecture must match the checkpoint's; without one, it is built from the config.
+    """
+    checkpoint = read_checkpoint(path)
+    config = checkpoint["config"]
     if model is None:
         model = build_model(config)
     elif model_config(model) != config:
         raise CheckpointError(f"{path} holds a {config} but the model is a {model_config(model)}. Build the model "
                               f"with the checkpoint's settings, or pass a different checkpoint path.")
-    device = next(model.parameters()).device
-    model.load_state_dict(state)
-    model.to(device)
+    model.load_state_dict(checkpoint["state_dict"])  # copies into the existing parameters, on their device
     return model, checkpoint
 
 
@@ -98,28 +106,33 @@ def checkpoint_dir() -> Path:
 
 
 def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data: Optional[Data] = None,
-                **fit_kwargs: Any) -> dict[str, list[float]]:
+                config: Optional[TrainConfig] = None, *, progress: bool = True, **settings: Any) -> dict[str, list[float]]:
     """Load the model's weights from path when a checkpoint of the same model and settings is there; else fit and save.
 
-    A relative path is taken inside checkpoint_dir(). Returns the training history either way.
-    fit_kwargs are those of train.fit (num_epochs, lr, beta, ...).
+    A relative path is taken inside checkpoint_dir(). config and settings are those of train.fit (num_epochs, lr,
+    beta, ...). The checkpoint's model and settings are compared before any weight is loaded: when they differ, the
+    model trains from its own initialization. Either way the model stays on its device. Returns the history.
     """
     path = Path(path) if Path(path).is_absolute() else checkpoint_dir() / path
-    fit_kwargs.setdefault("num_epochs", 10)
-    settings = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "device")}
-    settings["num_train"] = len(train_data[0])
-    settings["num_test"] = len(test_data[0]) if test_data is not None else 0  # the history has test terms or not
-    if Path(path).exists():
+    config = make_config(config, **settings)
+    wanted = {**dataclasses.asdict(config), "num_train": len(train_data[0]),
+              "num_test": len(test_data[0]) if test_data is not None else 0}  # the history has test terms or not
+    if path.exists():
         try:
-            _, checkpoint = load_checkpoint(path, model)
-            if checkpoint["settings"] == settings:
+            checkpoint = read_checkpoint(path)
+            if checkpoint["config"] != model_config(model):
+                print(f"{_short(path)} holds another model ({checkpoint['config']}): training this one.")
+            elif checkpoint.get("settings") != wanted:
+                print(f"{_short(path)} was trained with other settings: training again from the model's own "
+                      f"initialization.")
+            else:
+                load_checkpoint(path, model)
                 print(f"Loaded the trained model from {_short(path)} (delete the file to train again).")
                 model.eval()
                 return checkpoint["history"]
-            print(f"{_short(path)} was trained with other settings: training again.")
         except CheckpointError as err:
             print(f"Not using {path}: {err}")
-    history = fit(model, train_data, test_data, **fit_kwargs)
-    if len(history["epoch"]) == fit_kwargs["num_epochs"]:  # an interrupted run is kept in memory, not saved
-        save_checkpoint(path, model, history, settings)
+    history = fit(model, train_data, test_data, config, progress=progress)
+    if len(history["epoch"]) == config.num_epochs:  # an interrupted run is kept in memory, not saved
+        save_checkpoint(path, model, history, wanted)
     return history

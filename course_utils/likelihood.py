@@ -6,7 +6,7 @@ Weighted Autoencoders", tighten it with k samples z_i ~ q(z | x):
     log p(x) >= L_k = log (1/k) sum_i p(x, z_i) / q(z_i | x),
 
 where L_1 is the ELBO, E[L_k] grows with k, and L_k tends to log p(x) as k grows. Everything is in nats per image,
-with the course's Bernoulli likelihood p(x | z) (binary cross-entropy on the decoder's logits).
+with the course's Bernoulli likelihood p(x | z) (losses.reconstruction_loss, the binary cross-entropy).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from .losses import kl_divergence, reconstruction_loss_with_logits
+from .losses import kl_divergence, reconstruction_loss
 from .models import ConditionalVAE, GaussianVAE
 
 
@@ -50,9 +50,9 @@ def _sample_q(model: nn.Module, x: torch.Tensor, k: int, labels: tuple,
     mu, logvar = model.encode(x, *labels)
     eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)  # drawn on the CPU: repeatable
     z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps, broadcast over the k samples: (k, B, latent_dim)
-    logits = model.decode_logits(z.flatten(0, 1), *(t.repeat(k) for t in labels))  # (k, B, d) -> (k * B, d)
+    x_hat = model.decode(z.flatten(0, 1), *(t.repeat(k) for t in labels))  # (k, B, d) -> (k * B, d) -> (k * B, 1, 28, 28)
     targets = x.flatten(1).repeat(k, 1)  # (B, 1, 28, 28) -> (k * B, 784): row i * B + b is image b, like z
-    log_px_z = -reconstruction_loss_with_logits(logits, targets)  # (k * B,)
+    log_px_z = -reconstruction_loss(x_hat, targets)  # (k * B,)
     return mu, logvar, z, log_px_z.view(k, len(x))  # (k * B,) -> (k, B)
 
 

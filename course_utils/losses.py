@@ -32,44 +32,16 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     check_images(x_hat, "x_hat")
     check_images(x, "x")
     check_same_shape(x_hat.flatten(1), x.flatten(1), "x_hat and x")
-    bce = F.binary_cross_entropy(x_hat.flatten(1), x.flatten(1), reduction="none")  # logs clamped at -100
+    bce = F.binary_cross_entropy(x_hat.flatten(1), x.flatten(1), reduction="none")  # (B, 784); logs clamped at -100
     return bce.sum(dim=1)  # (B, 784) -> (B,)
-
-
-def reconstruction_loss_with_logits(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """reconstruction_loss(torch.sigmoid(logits), x), per example (B,), computed from the decoder's logits.
-
-    Taking logits skips the sigmoid's round trip: exact for saturated pixels, where x_hat rounds to 0 or 1, and faster.
-    """
-    check_tensor(logits, "logits")
-    check_images(x, "x")
-    check_same_shape(logits.flatten(1), x.flatten(1), "logits and x")
-    return _BernoulliNLL.apply(logits.flatten(1), x.flatten(1))  # (B, 784) -> (B,)
-
-
-class _BernoulliNLL(torch.autograd.Function):
-    """-log Bernoulli(x | sigmoid(l)) = softplus(l) - x * l, summed over pixels, with its gradient sigmoid(l) - x.
-
-    F.binary_cross_entropy_with_logits computes the same numbers, but its log1p is not vectorized on CPU: on a
-    (128, 784) batch it takes twice as long, forward and backward (docs: performance page). log(1 + e) with
-    e = exp(-|l|) <= 1 is within 6e-8 of log1p(e) per pixel.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(logits, x)
-        softplus = logits.relu() + torch.log(1 + torch.exp(-logits.abs()))  # log(1 + e^l), stable for any l
-        return (softplus - x * logits).sum(dim=1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, x = ctx.saved_tensors
-        return (torch.sigmoid(logits) - x) * grad[:, None], None  # d/dl (softplus(l) - x l) = sigmoid(l) - x
 
 
 def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              beta: float = 1.0) -> torch.Tensor:
-    """The negative ELBO (beta = 1): batch mean of reconstruction + beta * KL, in nats per image."""
+    """The negative ELBO (beta = 1): batch mean of reconstruction + beta * KL, in nats per image.
+
+    The loss of pytorch/examples vae/main.py (there summed over the batch, here its mean), as notebook 04 builds it.
+    """
     if beta < 0:
         raise ValueError(f"beta={beta} must be >= 0: it weighs the KL term (1 is the plain VAE).")
     return (reconstruction_loss(x_hat, x) + beta * kl_divergence(mu, logvar)).mean()

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .losses import reconstruction_loss_with_logits
-from .models import ConditionalVAE, GaussianVAE
+from .losses import reconstruction_loss
+from .models import ConditionalVAE, VAEOutput
 from .validate import check_same_shape, check_tensor
 
 
@@ -37,15 +37,13 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size={batch_size} must be a positive whole number, e.g. 1000.")
 
 
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The decoder's pixel logits for a batch, from z = encode(x) (z = mu for a VAE, as in eval mode)."""
+def _x_hat(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x)'s reconstruction of a batch (in eval mode a VAE decodes z = mu)."""
     if isinstance(model, ConditionalVAE):
         raise ValueError("a ConditionalVAE also needs the labels y, which this function does not take: score it with "
                          "losses.reconstruction_loss(model(x, y).x_hat, x) instead.")
-    if isinstance(model, GaussianVAE):
-        mu, _ = model.encode(x)
-        return model.decode_logits(mu)
-    return model.decode_logits(model.encode(x))
+    out = model(x)
+    return out.x_hat if isinstance(out, VAEOutput) else out
 
 
 @torch.no_grad()
@@ -56,7 +54,7 @@ def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> to
     model.eval()
     device = next(model.parameters()).device
     try:
-        parts = [torch.sigmoid(_logits(model, x[i:i + batch_size].to(device))).cpu()
+        parts = [_x_hat(model, x[i:i + batch_size].to(device)).cpu()
                  for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
@@ -67,7 +65,7 @@ def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> to
 def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Each image's reconstruction error, -log p(x | z) in nats (BCE summed over pixels): shape (N,), on the CPU.
 
-    The same per-image number that train.evaluate averages: computed from the decoder's logits, in eval mode.
+    The same per-image number that train.evaluate averages, in eval mode.
     """
     _check_batch_size(batch_size)
     was_training = model.training
@@ -77,8 +75,7 @@ def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1
     try:
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size].to(device)
-            logits = _logits(model, xb)
-            errors.append(reconstruction_loss_with_logits(logits, xb).cpu())  # (B,): BCE(x, sigmoid(logits)) per image
+            errors.append(reconstruction_loss(_x_hat(model, xb), xb).cpu())  # (B,): BCE(x_hat, x) per image
     finally:
         model.train(was_training)
     return torch.cat(errors) if errors else torch.empty(0)

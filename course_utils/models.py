@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validate import check_device, check_images
+from .validate import check_device, check_image_shape
 
 IMAGE_SIZE = 28 * 28  # MNIST pixels per image
 NUM_CLASSES = 10
@@ -21,8 +21,9 @@ class VAEOutput(NamedTuple):
 
 
 def _flat(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x as (B, 784), after checks that read no pixel values: its shape, and that it is on the model's device."""
+    check_image_shape(x)
     check_device(model, x)
-    check_images(x)
     return x.flatten(1)  # (B, 1, 28, 28) -> (B, 784)
 
 
@@ -37,21 +38,19 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.latent_dim, self.hidden_dim = latent_dim, hidden_dim
         self.encoder = nn.Sequential(nn.Linear(IMAGE_SIZE, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, IMAGE_SIZE))
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, IMAGE_SIZE),
+                                     nn.Sigmoid())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
         return self.encoder(_flat(self, x))
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28), before the sigmoid."""
-        return _image(self.decoder(z))
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(z))
+        return _image(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images x (B, 1, 28, 28) -> reconstructions x_hat (B, 1, 28, 28)."""
         return self.decode(self.encode(x))
 
 
@@ -68,11 +67,8 @@ class GaussianVAE(nn.Module):
         eps = torch.randn_like(std)
         return mu + std * eps
 
-    def decode(self, *args: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]: the sigmoid of the logits."""
-        return torch.sigmoid(self.decode_logits(*args))
-
     def forward(self, x: torch.Tensor) -> VAEOutput:
+        """Images x (B, 1, 28, 28) -> x_hat, mu, logvar: encode, sample z, decode."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)
         return VAEOutput(self.decode(z), mu, logvar)
@@ -102,10 +98,10 @@ class VAE(GaussianVAE):
         h = F.relu(self.fc1(_flat(self, x)))  # (B, 784) -> (B, hidden_dim)
         return self.fc21(h), self.fc22(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28), before the sigmoid."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
         h = F.relu(self.fc3(z))  # (B, latent_dim) -> (B, hidden_dim)
-        return _image(self.fc4(h))
+        return _image(torch.sigmoid(self.fc4(h)))  # (B, hidden_dim) -> (B, 784) -> (B, 1, 28, 28)
 
 
 class ConditionalVAE(GaussianVAE):
@@ -121,9 +117,10 @@ class ConditionalVAE(GaussianVAE):
         self.fc4 = nn.Linear(hidden_dim, IMAGE_SIZE)
 
     def _one_hot(self, y: torch.Tensor, batch: int) -> torch.Tensor:
-        if y.shape != (batch,) or y.dtype != torch.int64 or (len(y) and (y.min() < 0 or y.max() >= self.num_classes)):
-            raise ValueError(f"y must be int64 labels of shape ({batch},) in 0..{self.num_classes - 1}; got dtype "
-                             f"{y.dtype}, shape {tuple(y.shape)}. Use e.g. torch.tensor([3, 7]) or y.long().")
+        if not isinstance(y, torch.Tensor) or y.shape != (batch,) or y.dtype != torch.int64:
+            raise ValueError(f"y must be int64 labels of shape ({batch},) in 0..{self.num_classes - 1}; got "
+                             f"{getattr(y, 'dtype', type(y).__name__)}, shape {tuple(getattr(y, 'shape', ()))}. "
+                             f"Use e.g. torch.tensor([3, 7]) or y.long().")
         return F.one_hot(y, self.num_classes).to(self.fc1.weight.dtype)  # (B,) -> (B, num_classes)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,18 +129,22 @@ class ConditionalVAE(GaussianVAE):
         h = F.relu(self.fc1(torch.cat([x_flat, self._one_hot(y, len(x_flat))], dim=1)))  # (B, 784 + 10)
         return self.fc21(h), self.fc22(h)
 
-    def decode_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) and labels y (B,) -> pixel logits of those digits (B, 1, 28, 28)."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) and labels y (B,) -> images of those digits (B, 1, 28, 28) in [0, 1]."""
         h = F.relu(self.fc3(torch.cat([z, self._one_hot(y, len(z))], dim=1)))  # (B, latent_dim + 10)
-        return _image(self.fc4(h))
+        return _image(torch.sigmoid(self.fc4(h)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> VAEOutput:
+        """Images x and labels y -> x_hat, mu, logvar."""
         mu, logvar = self.encode(x, y)
         return VAEOutput(self.decode(self.reparameterize(mu, logvar), y), mu, logvar)
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One new image of each digit in y (B,): decode z ~ N(0, I) with that label."""
+        if isinstance(y, torch.Tensor) and len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(f"y must hold digits in 0..{self.num_classes - 1}; got {y.min().item()} to "
+                             f"{y.max().item()}.")
         z = torch.randn(len(y), self.latent_dim, generator=generator, device="cpu").to(self.fc1.weight.device)
         return self.decode(z, y.to(z.device))
 
@@ -157,11 +158,12 @@ def _conv_encoder(channels: int = 32) -> nn.Sequential:
 
 
 def _conv_decoder(latent_dim: int, channels: int = 32) -> nn.Sequential:
-    return nn.Sequential(  # (B, latent_dim) -> (B, 1, 28, 28) logits
+    return nn.Sequential(  # (B, latent_dim) -> (B, 1, 28, 28) pixel values in [0, 1]
         nn.Linear(latent_dim, 2 * channels * 49), nn.ReLU(),
         nn.Unflatten(1, (2 * channels, 7, 7)),                                                   # -> (B, 2c, 7, 7)
         nn.ConvTranspose2d(2 * channels, channels, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),  # 14x14
         nn.ConvTranspose2d(channels, 1, 3, stride=2, padding=1, output_padding=1),               # -> (B, 1, 28, 28)
+        nn.Sigmoid(),
     )
 
 
@@ -176,12 +178,10 @@ class ConvAutoencoder(Autoencoder):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) -> codes z (B, latent_dim)."""
-        check_device(self, x)
-        check_images(x)
-        return self.encoder(_image(x))
+        return self.encoder(_image(_flat(self, x)))
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28)."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
         return self.decoder(z)
 
 
@@ -198,11 +198,9 @@ class ConvVAE(GaussianVAE):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 1, 28, 28) -> mu, logvar, each (B, latent_dim)."""
-        check_device(self, x)
-        check_images(x)
-        h = self.encoder(_image(x))
+        h = self.encoder(_image(_flat(self, x)))  # (B, 784) -> (B, 1, 28, 28) -> (B, 2c * 49)
         return self.fc_mu(h), self.fc_logvar(h)
 
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes z (B, latent_dim) -> pixel logits (B, 1, 28, 28)."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
         return self.decoder(z)

@@ -1,36 +1,26 @@
-"""Checks of what a learner passes in, with errors that say what was expected and how to fix it."""
+"""Checks of what a learner passes in, with errors that say what was expected and how to fix it.
+
+They run where values enter: data loading, the losses and the public functions a learner calls. Models check only
+what reads no values (shape and device), so a forward pass never scans its input.
+"""
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
-
-_checked_data = False  # True inside checked_data(): the batches come from a data set already checked whole
-
-
-@contextlib.contextmanager
-def checked_data() -> Iterator[None]:
-    """Within it, checks look at types and shapes only, not values: for a training loop over a data set checked once,
-    as a whole (checking every batch's values again costs a pass over its memory per check)."""
-    global _checked_data
-    previous, _checked_data = _checked_data, True
-    try:
-        yield
-    finally:
-        _checked_data = previous
-
 
 
 def check_tensor(t: object, name: str) -> torch.Tensor:
     """t itself if it is a floating-point tensor with no NaN or inf; else a ValueError/TypeError."""
+    _check_float(t, name)
+    if t.numel() and not _finite(*torch.aminmax(t)):
+        _raise_not_finite(name)
+    return t
+
+
+def _check_float(t: object, name: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}. Convert it with torch.as_tensor(...).")
     if not t.is_floating_point():
         raise TypeError(f"{name} must hold floats, got dtype {t.dtype}. Convert it with {name}.float().")
-    if not _checked_data and t.numel() and not _finite(*torch.aminmax(t)):
-        _raise_not_finite(name)
-    return t
 
 
 def _finite(lo: torch.Tensor, hi: torch.Tensor) -> bool:
@@ -43,15 +33,18 @@ def _raise_not_finite(name: str) -> None:
                      f"makes a model's outputs blow up).")
 
 
-def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
-    """x as a float tensor of images (B, 1, 28, 28) or (B, 784) with values in [0, 1]."""
-    if _checked_data and isinstance(x, torch.Tensor) and x.ndim >= 2 and x[0].numel() == image_size:
-        return x  # its values were checked with the whole data set
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        check_tensor(x, name)  # raises the TypeError that says how to convert x
+def check_image_shape(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
+    """x as a float tensor shaped like a batch of images, (B, 1, 28, 28) or (B, 784); reads no pixel values."""
+    _check_float(x, name)
     if x.ndim < 2 or x[0].numel() != image_size:
         raise ValueError(f"{name} must be a batch of images, shape (B, 1, 28, 28) or (B, {image_size}); got "
                          f"{tuple(x.shape)}. For a single image add a batch dimension: {name}.unsqueeze(0).")
+    return x
+
+
+def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Tensor:
+    """x as a float tensor of images (B, 1, 28, 28) or (B, 784) with finite values in [0, 1]."""
+    check_image_shape(x, name, image_size)
     if len(x):
         lo, hi = torch.aminmax(x)  # one pass over the images for both finiteness and range
         if not _finite(lo, hi):

@@ -72,3 +72,34 @@ def test_fit_or_load_trains_once_then_loads(tmp_path, capsys):
         assert torch.equal(a, b)
     fit_or_load(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), data, num_epochs=2, progress=False)
     assert "other settings" in capsys.readouterr().out
+
+
+def test_other_settings_retrain_from_the_models_own_initialization(tmp_path, capsys):
+    """The checkpoint's settings are compared before any weight is loaded: a retrain never starts from them."""
+    data = (torch.rand(64, 1, 28, 28), torch.zeros(64, dtype=torch.int64))
+    fit_or_load(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), data, num_epochs=1, progress=False)
+    torch.manual_seed(1)
+    fresh = VAE(latent_dim=2, hidden_dim=8)
+    initial = {k: v.clone() for k, v in fresh.state_dict().items()}
+    fit_or_load(tmp_path / "v.pt", fresh, data, num_epochs=0, progress=False)  # other settings; 0 epochs: no step
+    assert "other settings: training again from the model's own initialization" in capsys.readouterr().out
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+    _, checkpoint = load_checkpoint(tmp_path / "v.pt")
+    assert checkpoint["settings"]["num_epochs"] == 0  # the new run replaced the old checkpoint
+
+
+def test_trained_and_loaded_models_stay_on_the_device_they_were_built_on(tmp_path, monkeypatch):
+    """Both paths of fit_or_load leave the model where it was built, even where get_device() names another device."""
+    import course_utils
+
+    for module in vars(course_utils).values():  # wherever get_device is looked up: the best device is not the CPU
+        if hasattr(module, "get_device"):
+            monkeypatch.setattr(module, "get_device", lambda: torch.device("meta"))
+    data = (torch.rand(64, 1, 28, 28), torch.zeros(64, dtype=torch.int64))
+    devices = []
+    for _ in ("trains", "loads"):
+        model = VAE(latent_dim=2, hidden_dim=8)
+        fit_or_load(tmp_path / "v.pt", model, data, num_epochs=1, progress=False)
+        devices.append({p.device for p in model.parameters()})
+    assert devices == [{torch.device("cpu")}, {torch.device("cpu")}]
