@@ -2,9 +2,10 @@
 
     python benchmarks/train_vae.py --epochs 10 --json results.json
 
-1. course_utils: in-memory tensors cut into batches, train.train_epoch and train.evaluate.
-2. course_utils with fit(..., compile=True): the same, with the loss through torch.compile (--no-compile leaves it
-   out), timed from an empty compile cache.
+1. course_utils, as fit trains by default: in-memory tensors cut into batches, train.train_epoch and train.evaluate
+   (float32, plain Adam, model(x) and losses.vae_loss).
+2. course_utils with fit(..., fast=True), the opt-in speed switch: the same loop with fused Adam and bf16 matrix
+   products where the CPU has them natively (--no-fast leaves it out).
 3. The article's pipeline: torchvision datasets.MNIST with transforms.ToTensor() and a shuffled DataLoader
    (batch 128), a VAE with sigmoid outputs, and its loss (BCE averaged over batch and pixels plus KLD / (B * 784)).
 
@@ -27,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import cold_compile_cache, command, mnist_folder, publish  # benchmarks/, this script's folder
+from _report import command, mnist_folder, publish  # benchmarks/, this script's folder
 
-cold_compile_cache()  # before torch is imported
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import data as course_data  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
-from course_utils.train import (autocast_dtype, compiled_loss_terms, evaluate, loss_terms, make_optimizer,  # noqa: E402
+from course_utils.train import (TrainConfig, bf16_is_native, evaluate, loss_terms, make_optimizer,  # noqa: E402
                                 train_epoch)
 
 
@@ -157,10 +157,6 @@ def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 3) -> float:
     return 2 * n ** 3 / best
 
 
-def _seconds(values: list[float]) -> str:
-    return ", ".join(f"{v:.1f} s" for v in values)
-
-
 def _loss(r: dict, key: str) -> str:
     values = r[f"{key}_per_seed"]
     return f"{r[key]:.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
@@ -171,9 +167,8 @@ def markdown_table(results: dict) -> str:
     lines = [f"| pipeline | median epoch | a run of {results['epochs']} epochs | test loss, z = mu | "
              "test loss, z sampled | achieved | of the fp32 matmul peak |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    precision = results["course_utils_precision"]
-    labels = {"article": "the article's pipeline (fp32)", "course_utils": f"`course_utils` ({precision})",
-              "course_utils_compiled": f"`course_utils`, `fit(..., compile=True)` ({precision})"}
+    labels = {"article": "the article's pipeline (fp32)", "course_utils": "`course_utils`, `fit`'s default (fp32)",
+              "course_utils_fast": f"`course_utils`, `fit(..., fast=True)` ({results['fast_precision']})"}
     for name, label in labels.items():
         if name not in results:
             continue
@@ -189,10 +184,7 @@ def markdown_table(results: dict) -> str:
               + "; the sampled loss is averaged over 10 draws of z. "
               f"**Speed-up: {results['ratio']:.2f}x per epoch** (median epochs; within each back-to-back pair of "
               f"epochs the ratio was {pairs['median']:.2f}x at the median, {pairs['min']:.2f}x to {pairs['max']:.2f}x)"
-              + (f"; with `compile=True`, {results['ratio_compiled']:.2f}x per epoch once compiled, but its first "
-                 f"epoch waits for the compiler: {_seconds(results['course_utils_compiled']['first_epoch_s_per_seed'])} "
-                 f"for the first epoch of each seed, the first from an empty compile cache"
-                 if "ratio_compiled" in results else "")
+              + (f"; with `fast=True`, {results['ratio_fast']:.2f}x" if "ratio_fast" in results else "")
               + ". "
               f"One epoch is {results['gflop_per_epoch']} GFLOP "
               f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
@@ -214,11 +206,8 @@ def main() -> int:
                         help="train both pipelines this many times (seeds seed, seed + 1, ...): test losses are means")
     parser.add_argument("--data", default=None, help="folder with the four MNIST files (default: COURSE_DATA or data/)")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="course_utils's matrix products: auto (bf16 where the CPU has it natively, as fit does)")
-    parser.add_argument("--no-compile", action="store_true", help="leave out the third pipeline, compile=True")
-    parser.add_argument("--docs", action="store_true",
-                        help="also write the table to docs/_generated/benchmark.md (benchmark-fp32.md, -bf16.md)")
+    parser.add_argument("--no-fast", action="store_true", help="leave out the third pipeline, fit(..., fast=True)")
+    parser.add_argument("--docs", action="store_true", help="also write the table to docs/_generated/benchmark.md")
     args = parser.parse_args()
     if args.epochs < 1 or args.seeds < 1 or args.batch_size < 1:
         parser.error("--epochs, --seeds and --batch-size must be whole numbers of at least 1, e.g. --epochs 10")
@@ -228,22 +217,21 @@ def main() -> int:
     x_test, y_test = course_data.load_mnist("test", root=folder)
     tmp = tempfile.TemporaryDirectory()
 
-    autocast = {"auto": autocast_dtype(torch.device("cpu")), "fp32": None, "bf16": torch.bfloat16}[args.precision]
-    pipelines = ["article", "course_utils"] + ([] if args.no_compile else ["course_utils_compiled"])
+    configs = {"course_utils": TrainConfig(batch_size=args.batch_size),
+               "course_utils_fast": TrainConfig(batch_size=args.batch_size, fast=True)}
+    bf16 = not args.no_fast and bf16_is_native(torch.device("cpu"))
+    pipelines = ["article", "course_utils"] + ([] if args.no_fast else ["course_utils_fast"])
     times: dict[str, list[float]] = {name: [] for name in pipelines}
     losses = {name: {"test_loss": [], "test_loss_sampled": []} for name in pipelines}
     peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
     for seed in range(args.seed, args.seed + args.seeds):
         seed_everything(seed)
-        models = {"course_utils": VAE(), "article": ArticleVAE(), "course_utils_compiled": VAE()}
-        for name in ("article", "course_utils_compiled"):  # the same layer names: all start from the same weights
+        models = {"course_utils": VAE(), "article": ArticleVAE(), "course_utils_fast": VAE()}
+        for name in ("article", "course_utils_fast"):  # the same layer names: all start from the same weights
             models[name].load_state_dict(models["course_utils"].state_dict())
-        optimizers = {name: make_optimizer(model, lr=1e-3) for name, model in models.items() if name != "article"}
+        optimizers = {name: make_optimizer(models[name], config) for name, config in configs.items()}
         optimizers["article"] = torch.optim.Adam(models["article"].parameters(), lr=1e-3)
         shuffles = {name: torch.Generator().manual_seed(seed) for name in models}
-        loss_fns = {"course_utils": loss_terms}
-        if "course_utils_compiled" in pipelines:
-            loss_fns["course_utils_compiled"] = compiled_loss_terms()
         train_loader, test_loader = article_loaders(folder, Path(tmp.name), args.batch_size, seed)
         for epoch in range(1, args.epochs + 1):
             for name in pipelines:
@@ -251,13 +239,13 @@ def main() -> int:
                 if name == "article":
                     article_epoch(models[name], optimizers[name], train_loader, test_loader)
                 else:
-                    train_epoch(models[name], optimizers[name], (x_train, y_train), batch_size=args.batch_size,
-                                generator=shuffles[name], autocast=autocast, progress=False, loss_fn=loss_fns[name])
+                    train_epoch(models[name], optimizers[name], (x_train, y_train), configs[name], shuffles[name],
+                                progress=False)
                     evaluate(models[name], (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
                 times[name].append(time.perf_counter() - start)
             # the machine's speed drifts: measure the peak between every pair of epochs and keep the best
             peaks["fp32"].append(matmul_peak())
-            if autocast:
+            if bf16:
                 peaks["bf16"].append(matmul_peak(torch.bfloat16))
             print(f"seed {seed} epoch {epoch:>2}: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in pipelines),
                   flush=True)
@@ -272,30 +260,28 @@ def main() -> int:
                "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
                "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-               "course_utils_precision": "bf16 autocast" if autocast else "fp32",
-               "matmul_peak_bf16_gflops": round(max(peaks["bf16"]) / 1e9, 1) if autocast else None}
+               "fast_precision": "fused Adam, bf16 autocast" if bf16 else "fused Adam, fp32: no native bf16 here",
+               "matmul_peak_bf16_gflops": round(max(peaks["bf16"]) / 1e9, 1) if bf16 else None}
     for name in times:
         epoch_s = statistics.median(times[name])
         runs = [times[name][i:i + args.epochs] for i in range(0, len(times[name]), args.epochs)]
         results[name] = {"epoch_s": round(epoch_s, 3), "epoch_times_s": [round(t, 3) for t in times[name]],
-                         # a whole run of --epochs epochs, its first (compiling) epoch included: mean over the seeds
+                         # a whole run of --epochs epochs: mean over the seeds
                          "run_s": round(statistics.mean(sum(run) for run in runs), 1),
-                         "first_epoch_s_per_seed": [round(run[0], 2) for run in runs],
                          "gflops": round(flops / epoch_s / 1e9, 1),
                          "fraction_of_matmul_peak": round(flops / epoch_s / peak, 3)}
         for key, values in losses[name].items():  # the mean over the seeds, and each seed's value
             results[name][key] = round(statistics.mean(values), 2)
             results[name][f"{key}_per_seed"] = [round(v, 2) for v in values]
     results["ratio"] = round(results["article"]["epoch_s"] / results["course_utils"]["epoch_s"], 2)
-    if "course_utils_compiled" in results:
-        results["ratio_compiled"] = round(results["article"]["epoch_s"] / results["course_utils_compiled"]["epoch_s"], 2)
+    if "course_utils_fast" in results:
+        results["ratio_fast"] = round(results["article"]["epoch_s"] / results["course_utils_fast"]["epoch_s"], 2)
     # the ratio within each pair of back-to-back epochs: robust to the machine's speed drifting during the run
     pair_ratios = [a / c for a, c in zip(times["article"], times["course_utils"])]
     results["ratio_of_pairs"] = {"median": round(statistics.median(pair_ratios), 2),
                                  "min": round(min(pair_ratios), 2), "max": round(max(pair_ratios), 2)}
 
-    name = "benchmark.md" if args.precision == "auto" else f"benchmark-{args.precision}.md"
-    publish(markdown_table(results), name, args.docs)
+    publish(markdown_table(results), "benchmark.md", args.docs)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     tmp.cleanup()

@@ -65,3 +65,28 @@ def test_readme_opens_with_the_two_commands_and_binder_opens_lab_in_notebooks():
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make course") < readme.index("make test") < readme.index("Binder")
     assert "mybinder.org/v2/gh/autoencoder-course/generating-images/main?urlpath=lab/tree/notebooks" in readme
+
+
+MODEL_CLASSES = ("Autoencoder", "VAE", "ConvAutoencoder", "ConvVAE", "ConditionalVAE")
+
+
+def _constructor_calls(source: str, names: set[str]):
+    """Each call `Name(...)` of a model class in source, with the text that follows it (one level of nested parens)."""
+    pattern = r"\b(%s)\((?:[^()]|\([^()]*\))*\)(.{0,12})" % "|".join(sorted(names))
+    return re.findall(pattern, source)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_builds_its_models_on_device(path):
+    """fit and fit_or_load never move a model, so a notebook builds each one with .to(device): then it runs on
+    Colab's GPU whether it was trained or loaded from a checkpoint."""
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    names = set(MODEL_CLASSES) | set(re.findall(r"^class (\w+)\(nn\.Module\)", code, re.M))  # and the notebook's own
+    off_device = [f"{name}(...){after}" for name, after in _constructor_calls(code, names)
+                  if not after.startswith(".to(device)")]
+    assert not off_device, f"build these with .to(device): {off_device}"
+
+
+def test_the_device_check_finds_a_model_left_on_the_cpu():
+    calls = _constructor_calls("a = VAE(latent_dim=2).to(device)\nb = VAE(latent_dim=f(2))\n", set(MODEL_CLASSES))
+    assert calls == [("VAE", ".to(device)"), ("VAE", "")]
