@@ -28,7 +28,7 @@ class TrainConfig:
     beta: float = 1.0        # weight of the KL term: 1 is the plain VAE (an autoencoder has none)
     noise_std: float = 0.0   # std of Gaussian noise added to the inputs (a denoising autoencoder); 0 adds none
     seed: int = 0            # seeds torch (the noise eps of the reparameterization trick) and the batch order
-    fast: bool = False       # opt-in speed: fused Adam, bf16 matrix products where the hardware has them natively
+    fast: bool = False       # opt-in speed: fused Adam, and bf16 matrix products on a CPU that has them natively
 
     def __post_init__(self):
         for name, ok, example in (("num_epochs", self.num_epochs >= 0, 10), ("lr", self.lr > 0, 1e-3),
@@ -72,10 +72,8 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
 
 
 def bf16_is_native(device: torch.device) -> bool:
-    """True where bfloat16 matrix products run in hardware: a CUDA GPU that supports them, a CPU with AVX512-BF16 or
-    AMX (read through torch.cpu.get_capabilities, which older torch releases lack: then False)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    """True on a CPU that multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX), as torch.cpu.get_capabilities
+    reports (older torch releases lack it: then False). False on a GPU: F.binary_cross_entropy refuses autocast there."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     return device.type == "cpu" and capabilities is not None and bool(
         capabilities().get("avx512_bf16") or capabilities().get("amx_bf16"))

@@ -172,6 +172,7 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch):
     for capabilities, native in (({"avx2": True}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True)):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c, raising=False)
         assert bf16_is_native(torch.device("cpu")) is native
+    assert bf16_is_native(torch.device("cuda")) is False  # F.binary_cross_entropy refuses autocast on CUDA
     monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)  # torch releases before the public API
     assert bf16_is_native(torch.device("cpu")) is False
 
