@@ -2,11 +2,16 @@
 #   make course   set up, then run every notebook in full mode and report time and memory
 #   make test     set up, build the website, then run the unit tests, the browser test of the site and every
 #                 notebook in fast mode under nbval
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
+#   make test-min the unit tests again with the oldest torch and torchvision the course supports
+#                 (.ci/minimum-versions.txt), in a second environment .venv-min (a 2.7 GB download on first use)
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+MIN_VENV ?= .venv-min
+MIN_BIN  := $(MIN_VENV)/bin
+MINIMUMS := .ci/minimum-versions.txt
 
-.PHONY: setup course test lab docs docs-test clean
+.PHONY: setup course test test-min lab docs docs-test clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -25,6 +30,20 @@ course: setup
 test: docs
 	COURSE_FAST=1 $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
+# The environment with the minimum versions: only the package and its test extra, torch and torchvision pinned
+# by $(MINIMUMS) (pip constraints); rebuilt when pyproject.toml or that file changes.
+$(MIN_BIN)/.installed: pyproject.toml $(MINIMUMS)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_BIN)/python -m pip install --quiet --upgrade pip
+	$(MIN_BIN)/python -m pip install --quiet --constraint $(MINIMUMS) -e ".[test]"
+	touch $@
+
+# The unit tests under the minimum versions. tests/test_site.py is left out: it checks the built website in a
+# browser, which needs the docs toolchain (Sphinx, Playwright) and tests no torch code.
+test-min: $(MIN_BIN)/.installed
+	$(MIN_BIN)/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
+	COURSE_FAST=1 $(MIN_BIN)/python -m pytest tests --ignore=tests/test_site.py -p no:cacheprovider
+
 # The website (Sphinx + myst-nb): renders the committed notebooks, never executes them; warnings are errors.
 docs: setup
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
@@ -34,4 +53,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) outputs checkpoints .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) outputs checkpoints .pytest_cache
