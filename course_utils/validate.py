@@ -50,8 +50,9 @@ def check_images(x: object, name: str = "x", image_size: int = 784) -> torch.Ten
         if not _finite(lo, hi):
             _raise_not_finite(name)
         if lo < 0 or hi > 1:
-            raise ValueError(f"{name} must have pixel values in [0, 1]; got [{lo.item():.3g}, {hi.item():.3g}]. "
-                             f"Scale raw 0-255 pixels with {name} / 255.")
+            fix = ("End the decoder with a sigmoid (nn.Sigmoid() or torch.sigmoid) so that it outputs probabilities."
+                   if name == "x_hat" else f"Scale raw 0-255 pixels with {name} / 255.")
+            raise ValueError(f"{name} must have pixel values in [0, 1]; got [{lo.item():.3g}, {hi.item():.3g}]. {fix}")
     return x
 
 

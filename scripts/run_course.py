@@ -127,6 +127,7 @@ def main() -> int:
         print("No notebooks matched; names look like 01_autoencoder.ipynb.", file=sys.stderr)
         return 2
     mode = "fast" if os.environ.get("COURSE_FAST", "0") not in ("", "0") else "full"
+    os.environ.pop("MPLBACKEND", None)  # the kernels inherit it: MPLBACKEND=Agg would keep every figure out of the outputs
     rows = []
     print(f"Running {len(paths)} notebooks in {mode} mode")
     for path in paths:

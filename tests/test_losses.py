@@ -112,6 +112,12 @@ def test_reconstruction_loss_rejects_bad_input(bad, match):
         reconstruction_loss(torch.rand(2, 784), bad)
 
 
+def test_a_decoder_without_its_sigmoid_is_named():
+    """Logits passed as x_hat (a decoder missing its sigmoid): the error says to add the sigmoid, not to divide by 255."""
+    with pytest.raises(ValueError, match="End the decoder with a sigmoid"):
+        reconstruction_loss(torch.randn(2, 784), torch.rand(2, 784))
+
+
 def test_kl_rejects_bad_input():
     with pytest.raises(ValueError, match="same shape"):
         kl_divergence(torch.zeros(2, 3), torch.zeros(2, 4))
