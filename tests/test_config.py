@@ -72,7 +72,7 @@ MODEL_CLASSES = ("Autoencoder", "VAE", "ConvAutoencoder", "ConvVAE", "Conditiona
 
 def _constructor_calls(source: str, names: set[str]):
     """Each call `Name(...)` of a model class in source, with the text that follows it (one level of nested parens)."""
-    pattern = r"\b(%s)\((?:[^()]|\([^()]*\))*\)(.{0,12})" % "|".join(sorted(names))
+    pattern = r"(?<!class )\b(%s)\((?:[^()]|\([^()]*\))*\)(.{0,12})" % "|".join(sorted(names))
     return re.findall(pattern, source)
 
 
@@ -88,5 +88,6 @@ def test_every_notebook_builds_its_models_on_device(path):
 
 
 def test_the_device_check_finds_a_model_left_on_the_cpu():
-    calls = _constructor_calls("a = VAE(latent_dim=2).to(device)\nb = VAE(latent_dim=f(2))\n", set(MODEL_CLASSES))
+    source = "class VAE(nn.Module):\na = VAE(latent_dim=2).to(device)\nb = VAE(latent_dim=f(2))\n"
+    calls = _constructor_calls(source, set(MODEL_CLASSES))
     assert calls == [("VAE", ".to(device)"), ("VAE", "")]
