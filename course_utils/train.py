@@ -1,6 +1,7 @@
 """Training: the loop that notebooks 01 and 06 write by hand, plus a history and a test loss, in nats per image."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -84,13 +85,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
     """One shuffled pass over data, one optimizer step per batch: the loop of notebooks 01 and 06. Mean loss terms."""
     device = next(model.parameters()).device
     bf16 = config.fast and bf16_is_native(device)  # the one opt-in speed switch; float32 otherwise
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     model.train()
     x, y = data
     sums: dict[str, torch.Tensor] = {}
     for xb, yb in tqdm(batches(x, y, config.batch_size, generator=generator), total=-(-len(x) // config.batch_size),
                        disable=not progress, leave=False):
         xb, yb = xb.to(device), (None if yb is None else yb.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast:
             terms = loss_terms(model, xb, yb, config.beta, config.noise_std)
         optimizer.zero_grad()
         terms["loss"].backward()

@@ -177,6 +177,16 @@ def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch):
     assert bf16_is_native(torch.device("cpu")) is False
 
 
+def test_the_default_never_enters_autocast(monkeypatch):
+    """Where torch has no autocast for the device (torch 2.4 on Apple's MPS), fit's default still trains: it never
+    enters torch.autocast, which raises there even when disabled."""
+    import torch.amp.autocast_mode
+
+    monkeypatch.setattr(torch.amp.autocast_mode, "is_autocast_available", lambda device_type: False)
+    history = fit(VAE(latent_dim=2, hidden_dim=16), blobs(n=128), num_epochs=1, progress=False)
+    assert len(history["train_loss"]) == 1
+
+
 def test_fast_is_off_by_default_and_plain():
     """The default: float32, plain torch.optim.Adam (not fused), no autocast."""
     from course_utils.train import TrainConfig, make_optimizer
