@@ -4,8 +4,8 @@
 
 1. course_utils, as fit trains by default: in-memory tensors cut into batches, train.train_epoch and train.evaluate
    (float32, plain Adam, model(x) and losses.vae_loss).
-2. course_utils with fit(..., fast=True), the opt-in speed switch: the same loop with fused Adam and bf16 matrix
-   products where the CPU has them natively (--no-fast leaves it out).
+2. course_utils with fit(..., fast=True), the opt-in speed switch: the same loop with Adam fused into one kernel per
+   step (--no-fast leaves it out).
 3. The article's pipeline: torchvision datasets.MNIST with transforms.ToTensor() and a shuffled DataLoader
    (batch 128), a VAE with sigmoid outputs, and its loss (BCE averaged over batch and pixels plus KLD / (B * 784)).
 
@@ -39,8 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_utils import data as course_data  # noqa: E402
 from course_utils.models import VAE  # noqa: E402
 from course_utils.setup import seed_everything  # noqa: E402
-from course_utils.train import (TrainConfig, bf16_is_native, evaluate, loss_terms, make_optimizer,  # noqa: E402
-                                train_epoch)
+from course_utils.train import TrainConfig, evaluate, loss_terms, make_optimizer, train_epoch  # noqa: E402
 
 
 class ArticleVAE(nn.Module):
@@ -144,9 +143,9 @@ def flops_per_epoch(n_train: int, n_test: int, batch_size: int) -> float:
     return step * n_train / batch_size + forward * n_test / batch_size
 
 
-def matmul_peak(dtype=torch.float32, n: int = 2048, repeats: int = 3) -> float:
+def matmul_peak(n: int = 2048, repeats: int = 3) -> float:
     """The FLOP/s of a large square matmul: what this machine's cores can do at best (best of `repeats`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -168,7 +167,7 @@ def markdown_table(results: dict) -> str:
              "test loss, z sampled | achieved | of the fp32 matmul peak |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     labels = {"article": "the article's pipeline (fp32)", "course_utils": "`course_utils`, `fit`'s default (fp32)",
-              "course_utils_fast": f"`course_utils`, `fit(..., fast=True)` ({results['fast_precision']})"}
+              "course_utils_fast": "`course_utils`, `fit(..., fast=True)` (fp32, fused Adam)"}
     for name, label in labels.items():
         if name not in results:
             continue
@@ -189,7 +188,6 @@ def markdown_table(results: dict) -> str:
               f"One epoch is {results['gflop_per_epoch']} GFLOP "
               f"(counted by `torch.utils.flop_counter`); a large fp32 matmul reaches {results['matmul_peak_gflops']} "
               f"GFLOP/s at best (measured between every pair of epochs) on this machine's {results['threads']} threads"
-              + (f" (bf16: {results['matmul_peak_bf16_gflops']} GFLOP/s)" if results["matmul_peak_bf16_gflops"] else "")
               + f". Peak memory of the benchmark process (all "
               f"pipelines): {results['peak_rss_mb']:,} MB. Measured with `{command()}` "
               f"(torch {results['torch']}, Python {results['python']}, {results['machine']}, "
@@ -219,11 +217,10 @@ def main() -> int:
 
     configs = {"course_utils": TrainConfig(batch_size=args.batch_size),
                "course_utils_fast": TrainConfig(batch_size=args.batch_size, fast=True)}
-    bf16 = not args.no_fast and bf16_is_native(torch.device("cpu"))
     pipelines = ["article", "course_utils"] + ([] if args.no_fast else ["course_utils_fast"])
     times: dict[str, list[float]] = {name: [] for name in pipelines}
     losses = {name: {"test_loss": [], "test_loss_sampled": []} for name in pipelines}
-    peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    peaks: list[float] = []
     for seed in range(args.seed, args.seed + args.seeds):
         seed_everything(seed)
         models = {"course_utils": VAE(), "article": ArticleVAE(), "course_utils_fast": VAE()}
@@ -244,9 +241,7 @@ def main() -> int:
                     evaluate(models[name], (x_test, y_test))  # as fit does it: batches of 1,000, no gradients
                 times[name].append(time.perf_counter() - start)
             # the machine's speed drifts: measure the peak between every pair of epochs and keep the best
-            peaks["fp32"].append(matmul_peak())
-            if bf16:
-                peaks["bf16"].append(matmul_peak(torch.bfloat16))
+            peaks.append(matmul_peak())
             print(f"seed {seed} epoch {epoch:>2}: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in pipelines),
                   flush=True)
         for name in pipelines:
@@ -254,14 +249,12 @@ def main() -> int:
             losses[name]["test_loss_sampled"].append(nats_per_image(models[name], x_test, sample=True))
 
     flops = flops_per_epoch(len(x_train), len(x_test), args.batch_size)
-    peak = max(peaks["fp32"])
+    peak = max(peaks)
     results = {"epochs": args.epochs, "seeds": args.seeds, "batch_size": args.batch_size,
                "threads": torch.get_num_threads(),
                "torch": str(torch.__version__), "python": platform.python_version(), "machine": platform.machine(),
                "gflop_per_epoch": round(flops / 1e9, 1), "matmul_peak_gflops": round(peak / 1e9, 1),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-               "fast_precision": "fused Adam, bf16 autocast" if bf16 else "fused Adam, fp32: no native bf16 here",
-               "matmul_peak_bf16_gflops": round(max(peaks["bf16"]) / 1e9, 1) if bf16 else None}
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     for name in times:
         epoch_s = statistics.median(times[name])
         runs = [times[name][i:i + args.epochs] for i in range(0, len(times[name]), args.epochs)]

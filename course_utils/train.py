@@ -1,7 +1,6 @@
 """Training: the loop that notebooks 01 and 06 write by hand, plus a history and a test loss, in nats per image."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -29,7 +28,7 @@ class TrainConfig:
     beta: float = 1.0        # weight of the KL term: 1 is the plain VAE (an autoencoder has none)
     noise_std: float = 0.0   # std of Gaussian noise added to the inputs (a denoising autoencoder); 0 adds none
     seed: int = 0            # seeds torch (the noise eps of the reparameterization trick) and the batch order
-    fast: bool = False       # opt-in speed: fused Adam, and bf16 matrix products on a CPU that has them natively
+    fast: bool = False       # opt-in speed: Adam fused into one kernel per step (docs: performance page)
 
     def __post_init__(self):
         for name, ok, example in (("num_epochs", self.num_epochs >= 0, 10), ("lr", self.lr > 0, 1e-3),
@@ -72,28 +71,17 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
     return {"loss": loss, "recon": loss.detach() - beta * kl, "kl": kl}
 
 
-def bf16_is_native(device: torch.device) -> bool:
-    """True on a CPU that multiplies bfloat16 matrices in hardware (AVX512-BF16 or AMX), as torch.cpu.get_capabilities
-    reports (older torch releases lack it: then False). False on a GPU: F.binary_cross_entropy refuses autocast there."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    return device.type == "cpu" and capabilities is not None and bool(
-        capabilities().get("avx512_bf16") or capabilities().get("amx_bf16"))
-
-
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, config: TrainConfig,
                 generator: Optional[torch.Generator] = None, progress: bool = True) -> dict[str, float]:
     """One shuffled pass over data, one optimizer step per batch: the loop of notebooks 01 and 06. Mean loss terms."""
     device = next(model.parameters()).device
-    bf16 = config.fast and bf16_is_native(device)  # the one opt-in speed switch; float32 otherwise
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     model.train()
     x, y = data
     sums: dict[str, torch.Tensor] = {}
     for xb, yb in tqdm(batches(x, y, config.batch_size, generator=generator), total=-(-len(x) // config.batch_size),
                        disable=not progress, leave=False):
         xb, yb = xb.to(device), (None if yb is None else yb.to(device))
-        with autocast:
-            terms = loss_terms(model, xb, yb, config.beta, config.noise_std)
+        terms = loss_terms(model, xb, yb, config.beta, config.noise_std)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
@@ -127,7 +115,7 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float =
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     """Adam at config.lr; with config.fast, fused into one kernel per step where torch has one (CPU, CUDA)."""
     fused = config.fast and next(model.parameters()).device.type in ("cpu", "cuda")
-    return torch.optim.Adam(model.parameters(), lr=config.lr, **({"fused": True} if fused else {}))
+    return torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)  # None: torch's default
 
 
 def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, config: Optional[TrainConfig] = None,
@@ -141,7 +129,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
     and history of the last finished epoch.
     """
     config = make_config(config, **settings)
-    check_images(train_data[0], "the training images")  # once, here, rather than once per batch
+    check_images(train_data[0], "the training images")  # the whole set first: a bad image stops fit before it trains
     torch.manual_seed(config.seed)  # the noise eps that reparameterize draws
     shuffle = torch.Generator().manual_seed(config.seed)  # the order of the batches
     optimizer = make_optimizer(model, config)

@@ -155,7 +155,7 @@ def test_fit_trains_the_model_where_it_is_and_moves_nothing(monkeypatch):
 
 
 def test_fast_keeps_float32_weights_and_trains_alike(monkeypatch):
-    """fast=True: fused Adam, bf16 products where native; the weights stay float32 and the loss follows float32's."""
+    """fast=True (fused Adam): the weights stay float32 and the loss follows the default's."""
     runs = {}
     for fast in (False, True):
         seed_everything(0)
@@ -166,29 +166,19 @@ def test_fast_keeps_float32_weights_and_trains_alike(monkeypatch):
     assert runs[True] == pytest.approx(runs[False], rel=0.05)
 
 
-def test_bf16_is_used_only_where_the_hardware_has_it(monkeypatch):
-    from course_utils.train import bf16_is_native
-
-    for capabilities, native in (({"avx2": True}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True)):
-        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c, raising=False)
-        assert bf16_is_native(torch.device("cpu")) is native
-    assert bf16_is_native(torch.device("cuda")) is False  # F.binary_cross_entropy refuses autocast on CUDA
-    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)  # torch releases before the public API
-    assert bf16_is_native(torch.device("cpu")) is False
-
-
 def test_the_default_never_enters_autocast(monkeypatch):
-    """Where torch has no autocast for the device (torch 2.4 on Apple's MPS), fit's default still trains: it never
-    enters torch.autocast, which raises there even when disabled."""
+    """Where torch has no autocast for the device (torch 2.4 on Apple's MPS), fit still trains: it never enters
+    torch.autocast, which raises there even when disabled."""
     import torch.amp.autocast_mode
 
     monkeypatch.setattr(torch.amp.autocast_mode, "is_autocast_available", lambda device_type: False)
-    history = fit(VAE(latent_dim=2, hidden_dim=16), blobs(n=128), num_epochs=1, progress=False)
-    assert len(history["train_loss"]) == 1
+    for fast in (False, True):
+        history = fit(VAE(latent_dim=2, hidden_dim=16), blobs(n=128), num_epochs=1, fast=fast, progress=False)
+        assert len(history["train_loss"]) == 1
 
 
 def test_fast_is_off_by_default_and_plain():
-    """The default: float32, plain torch.optim.Adam (not fused), no autocast."""
+    """The default: float32, plain torch.optim.Adam (not fused)."""
     from course_utils.train import TrainConfig, make_optimizer
 
     assert TrainConfig().fast is False
