@@ -126,7 +126,7 @@ def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data:
                 print(f"{_short(path)} was trained with other settings: training again from the model's own "
                       f"initialization.")
             else:
-                load_checkpoint(path, model)
+                model.load_state_dict(checkpoint["state_dict"])  # into the existing parameters, on their device
                 print(f"Loaded the trained model from {_short(path)} (delete the file to train again).")
                 model.eval()
                 return checkpoint["history"]
