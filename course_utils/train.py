@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,7 +16,7 @@ from tqdm.auto import tqdm
 from .data import batches
 from .losses import kl_divergence, reconstruction_loss, vae_loss
 from .models import ConditionalVAE, VAEOutput
-from .validate import check_images
+from .validate import NotFiniteError, check_images
 
 Data = tuple[torch.Tensor, Optional[torch.Tensor]]  # (x, y) as load_mnist returns it; y may be None
 
@@ -31,6 +33,10 @@ class TrainConfig:
     fast: bool = False       # opt-in speed: Adam fused into one kernel per step (docs: performance page)
 
     def __post_init__(self):
+        for name in ("num_epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name}={value!r} must be a whole number, e.g. {name}={getattr(TrainConfig, name)}.")
         for name, ok, example in (("num_epochs", self.num_epochs >= 0, 10), ("lr", self.lr > 0, 1e-3),
                                   ("batch_size", self.batch_size >= 1, 128), ("beta", self.beta >= 0, 1.0),
                                   ("noise_std", self.noise_std >= 0, 0.5)):
@@ -118,6 +124,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused or None)  # None: torch's default
 
 
+EXPLODING = 10 * 784 * math.log(2)  # nats per image: ten times a model that answers 0.5 for every pixel
+
+
 def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, config: Optional[TrainConfig] = None,
         *, progress: bool = True, **settings) -> dict[str, list[float]]:
     """Train model: the loop of notebooks 01 and 06, plus a history (per epoch: loss terms, test loss, seconds).
@@ -126,9 +135,12 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
     besides training: it seeds torch's global generator with config.seed; it trains the model where its parameters
     are (move it first: model.to(device)), moving each batch there; it leaves the model in eval mode; with progress,
     it shows a progress bar and prints a line per epoch. Interrupting (the stop button, Ctrl-C) keeps the weights
-    and history of the last finished epoch.
+    and history of the last finished epoch; so does a loss that becomes NaN or inf, with a warning that says what to
+    change (and a warning when the loss explodes).
     """
     config = make_config(config, **settings)
+    if len(train_data[0]) == 0:
+        raise ValueError("The training set is empty: pass at least one image, e.g. (x_train[:1000], y_train[:1000]).")
     check_images(train_data[0], "the training images")  # the whole set first: a bad image stops fit before it trains
     torch.manual_seed(config.seed)  # the noise eps that reparameterize draws
     shuffle = torch.Generator().manual_seed(config.seed)  # the order of the batches
@@ -138,8 +150,22 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
     try:
         for epoch in range(1, config.num_epochs + 1):
             start = time.perf_counter()
-            record = {f"train_{k}": v for k, v in train_epoch(model, optimizer, train_data, config, shuffle,
-                                                              progress).items()}
+            try:
+                train = train_epoch(model, optimizer, train_data, config, shuffle, progress)
+            except NotFiniteError:  # the model's outputs became NaN or inf: its weights blew up
+                train = {"loss": math.nan}
+            if not math.isfinite(train["loss"]):
+                model.load_state_dict(finished)
+                kept = f"those of epoch {epoch - 1}, the last finite one" if epoch > 1 else "those before training"
+                warnings.warn(f"Training diverged in epoch {epoch}: the loss became NaN or inf. The model and history "
+                              f"are {kept}. Lower the learning rate (now lr={config.lr:g}; try lr={config.lr / 10:g}) "
+                              f"and train again.", stacklevel=2)
+                break
+            if train["loss"] > EXPLODING:
+                warnings.warn(f"The loss is exploding in epoch {epoch}: {train['loss']:.3g} nats per image, more than "
+                              f"ten times an untrained model's. Lower the learning rate (now lr={config.lr:g}).",
+                              stacklevel=2)
+            record = {f"train_{k}": v for k, v in train.items()}
             if test_data is not None:
                 record.update({f"test_{k}": v for k, v in evaluate(model, test_data, beta=config.beta,
                                                                    noise_std=config.noise_std).items()})

@@ -8,6 +8,10 @@ from __future__ import annotations
 import torch
 
 
+class NotFiniteError(ValueError):
+    """A tensor holds NaN or inf: in training, the sign of a model whose weights blew up."""
+
+
 def check_tensor(t: object, name: str) -> torch.Tensor:
     """t itself if it is a floating-point tensor with no NaN or inf; else a ValueError/TypeError."""
     _check_float(t, name)
@@ -20,7 +24,8 @@ def _check_float(t: object, name: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}. Convert it with torch.as_tensor(...).")
     if not t.is_floating_point():
-        raise TypeError(f"{name} must hold floats, got dtype {t.dtype}. Convert it with {name}.float().")
+        fix = f"{name}.float() / 255 (raw 0-255 pixels)" if t.dtype == torch.uint8 else f"{name}.float()"
+        raise TypeError(f"{name} must hold floats, got dtype {t.dtype}. Convert it with {fix}.")
 
 
 def _finite(lo: torch.Tensor, hi: torch.Tensor) -> bool:
@@ -29,7 +34,7 @@ def _finite(lo: torch.Tensor, hi: torch.Tensor) -> bool:
 
 
 def _raise_not_finite(name: str) -> None:
-    raise ValueError(f"{name} contains NaN or inf. Check the step that produced it (a too-large learning rate "
+    raise NotFiniteError(f"{name} contains NaN or inf. Check the step that produced it (a too-large learning rate "
                      f"makes a model's outputs blow up).")
 
 
@@ -65,8 +70,11 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
 
 
 def check_device(model: torch.nn.Module, x: torch.Tensor, name: str = "x") -> None:
-    """A ValueError unless x is on the device of the model's parameters."""
+    """A ValueError unless x is on the device of the model's parameters and of their dtype (reads no values)."""
     param = next(model.parameters(), None)
     if param is not None and param.device != x.device:
         raise ValueError(f"{name} is on {x.device} but the model is on {param.device}: move one of them, "
                          f"e.g. {name} = {name}.to(device) and model.to(device).")
+    if param is not None and param.dtype != x.dtype:
+        raise TypeError(f"{name} is {x.dtype} but the model's weights are {param.dtype}: convert {name}, "
+                        f"e.g. {name} = {name}.to({param.dtype}).")

@@ -1,10 +1,15 @@
 """Checkpoints keep everything, refuse the wrong model, and an interrupted save loses nothing."""
+import copy
+import dataclasses
+import os
+
 import pytest
 import torch
 
 from course_utils import checkpoints
 from course_utils.checkpoints import CheckpointError, fit_or_load, load_checkpoint, save_checkpoint
 from course_utils.models import VAE, ConvVAE
+from course_utils.train import TrainConfig
 
 
 def test_round_trip_keeps_config_weights_history_and_versions(tmp_path):
@@ -37,8 +42,7 @@ def test_interrupted_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "m.pt", VAE(latent_dim=2, hidden_dim=8), {"train_loss": [5.0]})
 
     def dies_halfway(obj, f, *args, **kwargs):
-        with open(f, "wb") as out:
-            out.write(b"half")
+        f.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoints.torch, "save", dies_halfway)
@@ -103,3 +107,147 @@ def test_trained_and_loaded_models_stay_on_the_device_they_were_built_on(tmp_pat
         fit_or_load(tmp_path / "v.pt", model, data, num_epochs=1, progress=False)
         devices.append({p.device for p in model.parameters()})
     assert devices == [{torch.device("cpu")}, {torch.device("cpu")}]
+
+
+DATA = (torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.zeros(64, dtype=torch.int64))
+
+
+def test_a_diverged_training_is_never_saved_or_loaded(tmp_path, capsys):
+    """lr far too high, no test data: nothing is saved; a checkpoint with NaN weights (an older course's) retrains."""
+    x = torch.rand(512, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)  # the initial weights
+    with pytest.warns(UserWarning, match="diverged"):
+        fit_or_load(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), (x, None), num_epochs=2, lr=100.0,
+                    batch_size=64, progress=False)
+    assert not (tmp_path / "v.pt").exists()
+    bad = VAE(latent_dim=2, hidden_dim=8)
+    with torch.no_grad():
+        bad.fc4.bias.fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="NaN or inf weights"):
+        save_checkpoint(tmp_path / "v.pt", bad)
+    good = save_checkpoint(tmp_path / "good.pt", VAE(latent_dim=2, hidden_dim=8), {"epoch": [1]},
+                           {**dataclasses.asdict(TrainConfig(num_epochs=1)), "num_train": 64, "num_test": 0})
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["state_dict"]["fc4.bias"].fill_(float("nan"))
+    torch.save(checkpoint, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="diverged"):
+        load_checkpoint(tmp_path / "nan.pt", VAE(latent_dim=2, hidden_dim=8))
+    model = VAE(latent_dim=2, hidden_dim=8)
+    fit_or_load(tmp_path / "nan.pt", model, DATA, num_epochs=1, progress=False)
+    assert "Not using" in capsys.readouterr().out and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _full_disk(monkeypatch):
+    """torch.save writes a little, then the disk is full (ENOSPC), as on a full drive."""
+    import errno
+
+    def fills_the_disk(obj, f, *args, **kwargs):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.torch, "save", fills_the_disk)
+
+
+def test_a_full_disk_keeps_the_old_checkpoint_and_the_trained_model(tmp_path, monkeypatch, capsys):
+    path = save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), {"train_loss": [5.0]})
+    _full_disk(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"No space left.*needs about 0\.\d MB and .* MB are free.*is kept"):
+        save_checkpoint(path, VAE(latent_dim=2, hidden_dim=8))
+    model = VAE(latent_dim=2, hidden_dim=8)
+    history = fit_or_load(tmp_path / "other.pt", model, DATA, num_epochs=1, progress=False)
+    assert history["epoch"] == [1]  # the finished training is returned, not lost
+    assert "in memory but not saved" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1]["history"] == {"train_loss": [5.0]}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["v.pt"]  # no temporary file left
+
+
+def test_a_real_full_disk(tmp_path):
+    """A 128 KB tmpfs (root can mount one, as CI runs): a small checkpoint fits, a larger one does not."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        small = save_checkpoint(disk / "v.pt", VAE(latent_dim=2, hidden_dim=8), {"train_loss": [5.0]})
+        with pytest.raises(CheckpointError, match=r"needs about 0\.\d MB and 0\.\d MB are free"):
+            save_checkpoint(small, VAE(latent_dim=2, hidden_dim=64))
+        assert load_checkpoint(small)[1]["history"] == {"train_loss": [5.0]}
+        assert [p.name for p in disk.iterdir()] == ["v.pt"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_checkpoints_get_the_usual_permissions(tmp_path):
+    """A workshop server's other accounts can read a checkpoint, as any file made under the usual umask."""
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_unreadable_checkpoint_says_permission_not_damaged(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints.torch, "load", denied)
+    with pytest.raises(CheckpointError, match="permission denied.*chmod a\\+r"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change", ["missing key", "extra key", "wrong shape", "no settings", "no history"])
+def test_a_checkpoint_of_another_version_retrains_and_never_half_loads(tmp_path, change, capsys):
+    path = save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), {"epoch": [1]},
+                           {**dataclasses.asdict(TrainConfig(num_epochs=1)), "num_train": 64, "num_test": 0})
+    checkpoint = torch.load(path, weights_only=True)
+    state = checkpoint["state_dict"]
+    if change == "missing key":
+        del state["fc1.bias"]
+    elif change == "extra key":
+        state["fc5.weight"] = torch.zeros(3)
+    elif change == "wrong shape":
+        state["fc1.bias"] = torch.zeros(9)
+    else:
+        del checkpoint["settings" if change == "no settings" else "history"]
+    torch.save(checkpoint, path)
+    model = VAE(latent_dim=2, hidden_dim=8)
+    if change in ("missing key", "extra key", "wrong shape"):
+        initial = copy.deepcopy(model.state_dict())
+        with pytest.raises(CheckpointError, match="other names or shapes"):
+            load_checkpoint(path, model)
+        for key, value in model.state_dict().items():  # nothing was copied in
+            assert torch.equal(value, initial[key]), key
+    history = fit_or_load(path, model, DATA, num_epochs=1, progress=False)
+    assert history["epoch"] == [1] and "Loaded" not in capsys.readouterr().out
+
+
+def test_a_folder_in_place_of_the_checkpoint_is_named_before_training(tmp_path):
+    (tmp_path / "v.pt").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder"):
+        fit_or_load(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8), DATA, num_epochs=100, progress=False)
+
+
+def test_a_killed_save_leaves_nothing_after_the_next_save(tmp_path):
+    (tmp_path / ".v.pt.abc123.part").write_bytes(b"half a checkpoint")  # what a killed process leaves
+    save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8))
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["v.pt"]
+
+
+def test_odd_models_get_clear_errors(tmp_path):
+    save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8))
+    with pytest.raises(CheckpointError, match="meta device"):
+        load_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8).to("meta"))
+
+    class Mine(torch.nn.Module):  # a learner's own model that does not keep its constructor argument
+        def __init__(self, width=3):
+            super().__init__()
+            self.layer = torch.nn.Linear(width, 1)
+
+    with pytest.raises(TypeError, match=r"self.width = width"):
+        save_checkpoint(tmp_path / "mine.pt", Mine())

@@ -200,3 +200,82 @@ def test_training_data_is_checked_once_as_a_whole():
         fit(VAE(latent_dim=2, hidden_dim=16), (x, y), num_epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fit(VAE(latent_dim=2, hidden_dim=16), (x.nan_to_num(0) * 255, y), num_epochs=1, progress=False)
+
+
+def test_a_diverging_run_stops_keeps_finite_weights_and_says_what_to_change():
+    """lr far too high: the loss becomes NaN in the first epoch; fit warns, names the epoch and the fix, and gives back
+    the weights it started from (finite), with an empty history."""
+    seed_everything(0)
+    model = VAE(latent_dim=4, hidden_dim=32)
+    initial = copy.deepcopy(model.state_dict())
+    with pytest.warns(UserWarning, match=r"diverged in epoch 1.*Lower the learning rate \(now lr=100; try lr=10\)"):
+        history = fit(model, blobs(), num_epochs=3, lr=100.0, batch_size=64, progress=False)
+    assert history["epoch"] == []
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+
+
+def test_divergence_after_good_epochs_keeps_the_last_finite_epoch(monkeypatch):
+    """The loss turns NaN in epoch 3 (simulated): the history and weights are those of epoch 2."""
+    import course_utils.train as train
+
+    real_epoch, calls = train.train_epoch, []
+
+    def nan_in_epoch_3(model, *args, **kwargs):
+        calls.append(1)
+        terms = real_epoch(model, *args, **kwargs)
+        if len(calls) == 3:
+            with torch.no_grad():
+                model.fc4.weight.fill_(float("nan"))  # the weights blew up during the epoch
+            return {**terms, "loss": float("nan")}
+        return terms
+
+    monkeypatch.setattr(train, "train_epoch", nan_in_epoch_3)
+    model = VAE(latent_dim=4, hidden_dim=32)
+    with pytest.warns(UserWarning, match="diverged in epoch 3.*those of epoch 2"):
+        history = fit(model, blobs(), blobs(seed=1), num_epochs=5, batch_size=64, progress=False)
+    assert history["epoch"] == [1, 2]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert evaluate(model, blobs(seed=1))["loss"] == pytest.approx(history["test_loss"][-1], rel=1e-6)
+
+
+def test_an_exploding_loss_is_reported(monkeypatch):
+    import course_utils.train as train
+
+    monkeypatch.setattr(train, "EXPLODING", 1.0)  # any real loss is above it
+    with pytest.warns(UserWarning, match="loss is exploding in epoch 1"):
+        fit(VAE(latent_dim=2, hidden_dim=16), blobs(n=128), num_epochs=1, progress=False)
+
+
+def test_the_explosion_threshold_is_ten_untrained_models():
+    import math
+
+    import course_utils.train as train
+
+    untrained = VAE(latent_dim=2, hidden_dim=16)
+    with torch.no_grad():
+        untrained.fc4.weight.zero_()
+        untrained.fc4.bias.zero_()  # x_hat = 0.5 everywhere
+    x = blobs(n=64)[0]
+    assert evaluate(untrained, (x, None))["recon"] == pytest.approx(784 * math.log(2), rel=1e-5)
+    assert train.EXPLODING == pytest.approx(10 * 784 * math.log(2))
+
+
+@pytest.mark.parametrize("settings, error", [({"num_epochs": 2.5}, TypeError), ({"batch_size": 0}, ValueError),
+                                             ({"seed": True}, TypeError), ({"beta": -1.0}, ValueError)])
+def test_odd_settings_are_named(settings, error):
+    name = next(iter(settings))
+    with pytest.raises(error, match=name):
+        fit(VAE(latent_dim=2, hidden_dim=16), blobs(n=64), progress=False, **settings)
+
+
+def test_odd_data_gets_a_clear_error():
+    with pytest.raises(ValueError, match="training set is empty"):
+        fit(VAE(latent_dim=2, hidden_dim=16), (torch.empty(0, 1, 28, 28), None), progress=False)
+    x, y = blobs(n=64)
+    with pytest.raises(TypeError, match=r"float64 but the model's weights are torch.float32.*x.to\(torch.float32\)"):
+        fit(VAE(latent_dim=2, hidden_dim=16), (x.double(), y), progress=False)
+    with pytest.raises(TypeError, match=r"Convert it with the training images.float\(\) / 255"):
+        fit(VAE(latent_dim=2, hidden_dim=16), ((x * 255).to(torch.uint8), y), progress=False)
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        fit(VAE(latent_dim=2, hidden_dim=16), (x.numpy(), y), progress=False)
