@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import secrets
 import tempfile
-import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
@@ -24,6 +25,8 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SAMPLE_TRAIN = 4000  # the offline sample's 5,000 images split 4,000 train / 1,000 test
+DOWNLOAD_TIMEOUT = 5.0  # seconds a mirror may stay silent before it is given up
+_network_error: Optional[str] = None  # why the last download failed: not tried again in this session (process)
 
 
 def default_data_dir() -> Path:
@@ -33,20 +36,54 @@ def default_data_dir() -> Path:
     return project_dir() / "data"
 
 
+ALL_STEMS = [stem for pair in FILES.values() for stem in pair]
+
+
+def _names(stem: str) -> tuple[str, ...]:
+    """The names a file goes by: the official one, and the one some mirrors use (train-images.idx3-ubyte)."""
+    other = stem.replace("-idx", ".idx")
+    return stem, f"{stem}.gz", other, f"{other}.gz"
+
+
 def _find_file(folder: Path, stem: str) -> Optional[Path]:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
+    for name in _names(stem):
+        if (folder / name).is_file():
+            return folder / name
     return None
 
 
-def find_mnist_folder(root: str | Path | None = None) -> Optional[Path]:
-    """The folder that holds all four MNIST files (flat, or torchvision's MNIST/raw/), or None."""
+def _official_name(path: Path) -> str:
+    """The official (gzipped) name of a data file that may go by another name."""
+    return next(f"{stem}.gz" for stem in ALL_STEMS if path.name in _names(stem))
+
+
+def find_mnist_folder(root: str | Path | None = None, split: Optional[str] = None) -> Optional[Path]:
+    """The folder holding the MNIST files of split (all four if None), flat or in torchvision's MNIST/raw/; or None."""
     base = Path(root).expanduser() if root is not None else default_data_dir()
     for folder in (base, base / "MNIST" / "raw"):
-        if all(_find_file(folder, stem) for pair in FILES.values() for stem in pair):
+        if all(_find_file(folder, stem) for stem in (FILES[split] if split else ALL_STEMS)):
             return folder
     return None
+
+
+def _describe_folder(base: Path, from_env: bool) -> str:
+    """What a data folder holds and lacks, in one sentence for the learner."""
+    if not base.is_dir():
+        if from_env:
+            return (f"{DATA_ENV} is set to {base}, but that folder does not exist: check it for a typo "
+                    f"(echo ${DATA_ENV}), or create it and copy the four MNIST files there.")
+        return f"no MNIST folder at {base}."
+    folder = max((base, base / "MNIST" / "raw"), key=lambda f: sum(bool(_find_file(f, s)) for s in ALL_STEMS))
+    found = [path.name for stem in ALL_STEMS if (path := _find_file(folder, stem))]
+    missing = [stem for stem in ALL_STEMS if not _find_file(folder, stem)]
+    if not found:
+        return f"{folder} holds none of the MNIST files ({', '.join(ALL_STEMS)}, gzipped or not)."
+    return f"{folder}: found {', '.join(found)}; missing {', '.join(missing)} (gzipped or not)."
+
+
+def _temp_name(target: Path) -> Path:
+    """A unique hidden name beside target. Files opened under it get the umask's permissions, not mkstemp's 0o600."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
 
 
 def _writable_dir(preferred: Path) -> Path:
@@ -65,37 +102,50 @@ def _writable_dir(preferred: Path) -> Path:
         return fallback
 
 
+def _download(name: str, folder: Path) -> Path:
+    """Download name through torchvision's mirrors to a temporary name in folder, md5-checked; return that path.
+
+    A failure is remembered for the rest of the session (process), so a dead network costs one wait, not one per call.
+    """
+    global _network_error
+    from torchvision.datasets import MNIST  # its list of mirrors
+
+    if _network_error:
+        raise ConnectionError(f"{_network_error} (this failed earlier in this session and is not tried again; "
+                              f"restart the kernel to try again)")
+    errors = []
+    for mirror in MNIST.mirrors:
+        print(f"trying {mirror}{name} (given up after {DOWNLOAD_TIMEOUT:g} s of silence) ...", flush=True)
+        tmp = _temp_name(folder / name)
+        try:
+            with open(tmp, "xb") as out, urllib.request.urlopen(mirror + name, timeout=DOWNLOAD_TIMEOUT) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            if md5sum(tmp) != MD5[name]:
+                raise OSError(f"md5 mismatch for {mirror + name}")
+            return tmp
+        except OSError as err:  # includes urllib's URLError and socket timeouts
+            errors.append(f"{mirror}{name}: {err}")
+            tmp.unlink(missing_ok=True)
+    _network_error = f"could not download {name}: " + "; ".join(errors)
+    raise ConnectionError(_network_error)
+
+
 def download_mnist(folder: Path) -> Path:
     """Download the four gzipped files into folder, through torchvision's mirrors, md5-checked.
 
-    Each file goes to a temporary name and is renamed only once its md5 matches, so an interrupted
-    download never leaves a half-written file behind. Returns the folder used.
+    Each file goes to a temporary name and takes its own name only once its md5 matches, so an
+    interrupted download never leaves a half-written file behind. Returns the folder used.
     """
-    from torchvision.datasets import MNIST  # its list of mirrors
-
     folder = _writable_dir(folder)
     for name, expected in MD5.items():
         target = folder / name
         if target.is_file() and md5sum(target) == expected:
             continue
-        errors = []
-        for mirror in MNIST.mirrors:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name, timeout=30) as response:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                if md5sum(Path(tmp)) != expected:
-                    raise OSError(f"md5 mismatch for {mirror + name}")
-                os.replace(tmp, target)  # atomic: the file appears whole or not at all
-                break
-            except (OSError, urllib.error.URLError) as err:
-                errors.append(f"{mirror}: {err}")
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        else:
-            raise ConnectionError(f"could not download {name}: " + "; ".join(errors))
+        fresh = _download(name, folder)
+        if target.exists():
+            target.replace(target.with_name(target.name + ".damaged"))  # not the official file: kept, not lost
+        os.replace(fresh, target)  # atomic: the file appears whole or not at all
     return folder
 
 
@@ -103,9 +153,13 @@ def _load_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images_path, labels_path = (_find_file(folder, stem) for stem in FILES[split])
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        # The official md5s tell which file of the pair is wrong; a good file is never blamed.
+        wrong = [p for p in (images_path, labels_path) if md5sum(p) != MD5.get(_official_name(p))]
+        blamed = wrong[0] if len(wrong) == 1 else None
+        fix = (f"{blamed.name} is the one that is not the official file (its md5 checksum differs): replace it "
+               f"with the original." if blamed else "Replace both with the original files.")
         raise MNISTFileError(f"{images_path} and {labels_path} do not hold matching 28x28 images and labels "
-                             f"(shapes {images.shape} and {labels.shape}). Replace them with the original files.",
-                             images_path)
+                             f"(shapes {images.shape} and {labels.shape}). {fix}", blamed)
     if labels.size and labels.max() > 9:
         raise MNISTFileError(f"{labels_path} holds labels up to {labels.max()}, but digits go from 0 to 9. Replace it "
                              f"with the original file.", labels_path)
@@ -129,18 +183,31 @@ def _load_cached(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, bool
         images, labels = saved["images"].numpy(), saved["labels"].numpy()
         if images.ndim == 3 and images.shape[1:] == (28, 28) and labels.shape == images.shape[:1]:
             return images, labels, True
+    except PermissionError:
+        print(f"note: your account may not read the cache file {cache}, so the MNIST files are decoded again")
     except Exception:  # missing, half-written or stale: decode the IDX files again
         pass
     images, labels = _load_folder(folder, split)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".part")
-    os.close(fd)
-    try:
-        torch.save({"images": torch.from_numpy(images.copy()), "labels": torch.from_numpy(labels.copy())}, tmp)
-        os.replace(tmp, cache)  # atomic: a half-written cache file never has the cache's name
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _save_cache(cache, images, labels)
     return images, labels, False
+
+
+def _save_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write the decoded arrays to cache, whole or not at all; a full disk only warns (the data is loaded)."""
+    tmp = _temp_name(cache)
+    try:
+        buffer = io.BytesIO()  # serialized in memory, so a full disk shows up as the plain OSError of write()
+        torch.save({"images": torch.from_numpy(images.copy()), "labels": torch.from_numpy(labels.copy())}, buffer)
+        with open(tmp, "xb") as f:
+            f.write(buffer.getbuffer())
+        os.replace(tmp, cache)  # atomic: a half-written cache file never has the cache's name
+    except OSError as err:
+        needed = (images.nbytes + labels.nbytes) / 1e6
+        warnings.warn(f"MNIST is loaded but not cached: writing {cache} failed ({err.strerror or err}); the cache "
+                      f"needs about {needed:.1f} MB. Every load decodes the files again (a few seconds) until you "
+                      f"free some space or set {CACHE_ENV} to a folder with room.", stacklevel=4)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -157,17 +224,26 @@ def load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _replace_damaged(err: MNISTFileError) -> Path:
-    """Move a damaged file aside (name.damaged) and download a checked copy; re-raise err when that fails."""
-    print(f"{err}\nDownloading a fresh copy ...")
+    """Download a checked copy of the file err blames; only then move the bad one aside (name.damaged).
+
+    Re-raises err when no file is blamed or the download fails: then nothing has been moved.
+    """
     damaged = err.path
+    if damaged is None:
+        raise err
+    print(f"{err}\nDownloading a fresh copy of {damaged.name} ...")
+    name = _official_name(damaged)
+    folder = _writable_dir(damaged.parent)
     try:
-        damaged.replace(damaged.with_name(damaged.name + ".damaged"))  # kept, not deleted: nothing is lost
-    except OSError:
-        pass  # a read-only folder: the fresh copy goes to the user's cache folder instead
-    try:
-        return download_mnist(damaged.parent)
+        fresh = _download(name, folder)
     except ConnectionError as download_error:
         raise err from download_error
+    if folder != damaged.parent:  # a read-only data folder: the fresh copy and its partners go to one of our own
+        os.replace(fresh, folder / name)
+        return download_mnist(folder)
+    damaged.replace(damaged.with_name(damaged.name + ".damaged"))  # kept, not deleted: nothing is lost
+    os.replace(fresh, folder / name)
+    return folder
 
 
 def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,15 +254,17 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
     """
     if split not in FILES:
         raise ValueError(f"split={split!r} is not known: use split='train' or split='test'.")
-    folder = find_mnist_folder(root)
+    folder = find_mnist_folder(root, split)
     offline = os.environ.get(OFFLINE_ENV, "0") not in ("", "0")
-    if folder is None and not offline:
+    if folder is None:
         target = Path(root).expanduser() if root is not None else default_data_dir()
-        try:
-            folder = download_mnist(target)
-            print(f"downloaded MNIST into {folder}")
-        except ConnectionError as err:
-            print(f"no MNIST files and no download ({str(err)[:120]}...)")
+        print(_describe_folder(target, from_env=root is None and bool(os.environ.get(DATA_ENV))))
+        if not offline:
+            try:
+                folder = download_mnist(target)
+                print(f"downloaded MNIST into {folder}")
+            except ConnectionError as err:
+                print(f"no MNIST files and no download: {err}")
     if folder is not None:
         try:
             images, labels, cached = _load_cached(folder, split)

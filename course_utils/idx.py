@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -16,12 +17,16 @@ MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 _UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
+_GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 
 
 class MNISTFileError(RuntimeError):
-    """A data file is truncated, corrupt or not an IDX file; the message names the file and the fix."""
+    """A data file is truncated, corrupt or not an IDX file; the message names the file and the fix.
 
-    def __init__(self, message: str, path: Path):
+    path is the file to replace, or None when it cannot be told which file of a pair is wrong.
+    """
+
+    def __init__(self, message: str, path: Optional[Path]):
         super().__init__(message)
         self.path = path
 
@@ -42,12 +47,19 @@ def md5sum(path: Path) -> str:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's content, un-gzipped when its name ends in .gz."""
-    if path.suffix != ".gz":
-        return path.read_bytes()
+    """The file's content, un-gzipped when it starts with gzip's magic bytes (whatever its name says)."""
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
+    except PermissionError as err:  # not damaged: another account's file, or a folder shared without read rights
+        raise PermissionError(
+            f"{path} cannot be read: your account has no permission to read it ({err.strerror}). Ask the owner of "
+            f"the file to run `chmod a+r {path}`, or copy the MNIST files into a folder of your own and set "
+            f"COURSE_DATA to it.") from err
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as err:  # truncated stream, bad header, bad CRC
         raise _damaged(path, f"it cannot be un-gzipped ({err})") from err
 

@@ -107,3 +107,55 @@ def test_full_mnist_matches_torchvisions_reader(tmp_path, split, prefix, n):
     labels = read_label_file(str(tmp_path / f"{prefix}-labels-idx1-ubyte"))
     assert torch.equal((x * 255).round().to(torch.uint8).squeeze(1), images)
     assert torch.equal(y, labels.long())
+
+
+def test_the_names_some_mirrors_use_are_accepted(tmp_path, tiny_mnist):
+    arrays = tiny_mnist(tmp_path)
+    for path in tmp_path.iterdir():  # train-images-idx3-ubyte -> train-images.idx3-ubyte
+        path.rename(tmp_path / path.name.replace("-idx", ".idx"))
+    assert_same(*data.load_mnist("test", root=tmp_path), *arrays["test"])
+
+
+def test_compression_is_told_by_the_first_bytes_not_the_name(tmp_path, tiny_mnist):
+    arrays = tiny_mnist(tmp_path / "a")
+    (tmp_path / "a" / "t10k-images-idx3-ubyte").rename(tmp_path / "a" / "t10k-images-idx3-ubyte.gz")  # plain, named .gz
+    labels = tmp_path / "a" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(gzip.compress(labels.read_bytes()))  # gzipped, named without .gz
+    assert_same(*data.load_mnist("test", root=tmp_path / "a"), *arrays["test"])
+
+
+def test_a_folder_with_only_the_test_files_serves_the_test_split(tmp_path, tiny_mnist, capsys):
+    arrays = tiny_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").unlink()
+    (tmp_path / "train-labels-idx1-ubyte").unlink()
+    assert_same(*data.load_mnist("test", root=tmp_path), *arrays["test"])
+    with pytest.warns(UserWarning, match="offline SAMPLE"):
+        data.load_mnist("train", root=tmp_path)
+    out = capsys.readouterr().out
+    assert "missing train-images-idx3-ubyte" in out and "found t10k-images-idx3-ubyte" in out
+
+
+def test_three_of_four_files_says_which_one_is_missing(tmp_path, tiny_mnist, capsys):
+    tiny_mnist(tmp_path, gz=True)
+    (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.warns(UserWarning, match="offline SAMPLE"):
+        data.load_mnist("train", root=tmp_path)
+    out = capsys.readouterr().out
+    assert "missing train-labels-idx1-ubyte" in out and "found train-images-idx3-ubyte.gz" in out
+
+
+def test_a_data_folder_that_does_not_exist_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "typo"))
+    with pytest.warns(UserWarning, match="offline SAMPLE"):
+        data.load_mnist("test")
+    out = capsys.readouterr().out
+    assert "COURSE_DATA" in out and "typo" in out and "does not exist" in out
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the original MNIST files are not beside the checkout")
+def test_the_official_md5s_blame_the_label_file_not_the_images(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes((SHARED_MNIST / "t10k-images-idx3-ubyte.gz").read_bytes())
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 5]) + bytes(5)))
+    with pytest.raises(MNISTFileError, match="t10k-labels-idx1-ubyte.gz is the one that is not the official") as err:
+        data.load_mnist("test", root=tmp_path)
+    assert err.value.path == tmp_path / "t10k-labels-idx1-ubyte.gz"

@@ -1,4 +1,5 @@
 """Fault injection: each way a learner's run can break ends in a clear error or a correct recovery, losing nothing."""
+import errno
 import gzip
 import hashlib
 import io
@@ -47,6 +48,7 @@ def mirror(tmp_path, tiny_mnist, monkeypatch):
     md5s = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.iterdir()}
     monkeypatch.setattr(data, "MD5", md5s)
     monkeypatch.setenv("COURSE_OFFLINE", "0")
+    monkeypatch.setattr(data, "_network_error", None, raising=False)  # no failure remembered from another test
     fake = FakeMirror(served)
     monkeypatch.setattr(data.urllib.request, "urlopen", fake)
     return fake, arrays
@@ -147,3 +149,171 @@ def test_a_download_into_a_read_only_folder_goes_elsewhere(tmp_path, mirror, cap
         folder.chmod(0o755)
     assert used != folder and sorted(p.name for p in used.iterdir()) == sorted(data.MD5)
     assert "is not writable" in capsys.readouterr().out
+
+
+# --- issue 12, the data path: blame the right file, lose nothing, and say what happened ---
+
+def replace_labels(path, n):
+    """Write a valid gzipped IDX label file holding n labels: well-formed, but of the wrong count."""
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") + bytes(n)))
+    os.utime(path, ns=(1, 1))  # a changed file: the cache must not hide it
+
+
+def test_a_label_file_of_the_wrong_count_is_blamed_not_the_images(tmp_path, mirror, capsys):
+    _, arrays = mirror
+    folder = tmp_path / "data"
+    data.load_mnist("train", root=folder)  # a first, good download
+    images_before = (folder / "train-images-idx3-ubyte.gz").read_bytes()
+    replace_labels(folder / "train-labels-idx1-ubyte.gz", 5)  # 7 images, 5 labels
+    bad = (folder / "train-labels-idx1-ubyte.gz").read_bytes()
+    assert_same(*data.load_mnist("train", root=folder), *arrays["train"])
+    assert (folder / "train-images-idx3-ubyte.gz").read_bytes() == images_before  # the good file stays put
+    assert not (folder / "train-images-idx3-ubyte.gz.damaged").exists()
+    assert (folder / "train-labels-idx1-ubyte.gz.damaged").read_bytes() == bad  # the wrong one, kept
+    assert "train-labels-idx1-ubyte.gz" in capsys.readouterr().out
+
+
+def test_nothing_is_moved_aside_until_its_replacement_is_there(tmp_path, mirror):
+    fake, _ = mirror
+    folder = tmp_path / "data"
+    data.load_mnist("train", root=folder)
+    replace_labels(folder / "train-labels-idx1-ubyte.gz", 5)
+    names = sorted(p.name for p in folder.iterdir())
+    fake.fail = urllib.error.URLError("Temporary failure in name resolution")
+    with pytest.raises(MNISTFileError, match="train-labels-idx1-ubyte.gz"):
+        data.load_mnist("train", root=folder)
+    assert sorted(p.name for p in folder.iterdir()) == names  # no file renamed, none half-written
+
+
+def test_a_full_disk_skips_the_cache_and_still_returns_the_data(tmp_path, tiny_mnist, monkeypatch):
+    arrays = tiny_mnist(tmp_path / "d")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    real_save = data.torch.save
+
+    def save_until_full(obj, f):  # writes part of the file, then the disk is full
+        real_save({"images": torch.zeros(1)}, f)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(data.torch, "save", save_until_full)
+    with pytest.warns(UserWarning, match=r"(?s)not cached.*No space left.*MB"):
+        assert_same(*data.load_mnist("train", root=tmp_path / "d"), *arrays["train"])
+    assert list(cache.iterdir()) == []  # no partial temp file left behind
+
+
+def test_a_real_full_disk_skips_the_cache(tmp_path, tiny_mnist, monkeypatch):
+    import subprocess
+
+    disk = tmp_path / "tiny-disk"
+    disk.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True, timeout=5,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("mounting a small tmpfs needs root; the monkeypatched test covers it")
+    try:
+        arrays = {}
+        rng = np.random.default_rng(0)
+        for split, prefix, n in (("train", "train", 200), ("test", "t10k", 3)):  # 200 images: 157 kB decoded
+            images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+            labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+            for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+                header = bytes([0, 0, 8, array.ndim]) + b"".join(s.to_bytes(4, "big") for s in array.shape)
+                (tmp_path / "d").mkdir(exist_ok=True)
+                (tmp_path / "d" / name).write_bytes(header + array.tobytes())
+            arrays[split] = (images, labels)
+        monkeypatch.setenv("COURSE_CACHE", str(disk))
+        with pytest.warns(UserWarning, match="not cached"):
+            assert_same(*data.load_mnist("train", root=tmp_path / "d"), *arrays["train"])
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], timeout=5)  # lazy: detached even if a file there is still open
+
+
+def test_cache_and_downloaded_files_respect_the_umask(tmp_path, mirror):
+    old = os.umask(0o022)
+    try:
+        data.load_mnist("test", root=tmp_path / "data")
+    finally:
+        os.umask(old)
+    made = list((tmp_path / "data").iterdir()) + list((tmp_path / "cache").iterdir())
+    assert len(made) == 5 and {stat.S_IMODE(p.stat().st_mode) for p in made} == {0o644}  # readable by others
+
+
+def deny_reading(monkeypatch, path):
+    """Make path unreadable: chmod 000, and, since root reads anything, a stand-in open() for root."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = open
+
+        def open_denied(file, *args, **kwargs):
+            if os.fspath(file) == os.fspath(path):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", open_denied)
+
+
+def test_an_unreadable_data_file_says_permission_not_damaged(tmp_path, mirror, monkeypatch):
+    folder = tmp_path / "data"
+    data.load_mnist("test", root=folder)
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    os.utime(path, ns=(1, 1))  # decode again, not from the cache
+    deny_reading(monkeypatch, path)
+    try:
+        with pytest.raises(PermissionError, match="permission.*chmod") as err:
+            data.load_mnist("test", root=folder)
+    finally:
+        path.chmod(0o644)
+    assert "Delete" not in str(err.value) and "damaged" not in str(err.value)
+    assert path.exists() and not list(folder.glob("*.damaged"))  # a good file is never moved aside
+
+
+def test_a_silent_network_is_given_up_quickly_and_once(tmp_path, monkeypatch, capsys):
+    import socket
+    import time
+
+    from torchvision.datasets import MNIST
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # connections are accepted by the kernel, and never answered
+    try:
+        monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.getsockname()[1]}/"])
+        monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 1.0, raising=False)
+        monkeypatch.setattr(data, "_network_error", None, raising=False)
+        monkeypatch.setenv("COURSE_OFFLINE", "0")
+        start = time.monotonic()
+        with pytest.warns(UserWarning, match="offline SAMPLE"):
+            data.load_mnist("test", root=tmp_path / "data")
+        assert time.monotonic() - start < 4
+        out = capsys.readouterr().out
+        assert out.index("trying") < out.index("timed out")  # says what it tries before trying, then why it failed
+        start = time.monotonic()
+        with pytest.warns(UserWarning, match="offline SAMPLE"):
+            data.load_mnist("train", root=tmp_path / "data")
+        assert time.monotonic() - start < 0.5  # the failure is remembered: no second wait
+        assert "timed out" in capsys.readouterr().out
+    finally:
+        server.close()
+
+
+def test_when_neither_file_is_official_nothing_is_moved(tmp_path, mirror):
+    folder = tmp_path / "data"
+    data.load_mnist("train", root=folder)
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes()), mtime=0))  # same pixels, other bytes
+    replace_labels(folder / "train-labels-idx1-ubyte.gz", 5)
+    names = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(MNISTFileError, match="Replace both") as err:
+        data.load_mnist("train", root=folder)
+    assert err.value.path is None and sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_an_unreadable_cache_is_named_and_decoded_anew(tmp_path, tiny_mnist, monkeypatch, capsys):
+    arrays = tiny_mnist(tmp_path / "d")
+    data.load_mnist("test", root=tmp_path / "d")
+    (cache,) = (tmp_path / "cache").glob("mnist-test-*.pt")
+    deny_reading(monkeypatch, cache)
+    assert_same(*data.load_mnist("test", root=tmp_path / "d"), *arrays["test"])
+    assert "may not read the cache file" in capsys.readouterr().out
