@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -71,8 +72,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Optional[dict] 
     megabytes = sum(t.numel() * t.element_size() for t in state.values()) / 2**20
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a save that was killed
-            stale.unlink(missing_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a save that was killed (an hour ago:
+            if time.time() - stale.stat().st_mtime > 3600:  # not one that another process is writing now)
+                stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     except OSError as err:
         raise CheckpointError(f"Cannot write in {path.parent} ({err.strerror}): set COURSE_CHECKPOINTS to a folder "

@@ -6,6 +6,7 @@ import io
 import os
 import secrets
 import tempfile
+import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -82,7 +83,13 @@ def _describe_folder(base: Path, from_env: bool) -> str:
 
 
 def _temp_name(target: Path) -> Path:
-    """A unique hidden name beside target. Files opened under it get the umask's permissions, not mkstemp's 0o600."""
+    """A unique hidden name beside target. Files opened under it get the umask's permissions, not mkstemp's 0o600.
+
+    Temporary files of target older than an hour, left by a process that was killed, are removed.
+    """
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        if time.time() - stale.stat().st_mtime > 3600:  # not one that another process is writing now
+            stale.unlink(missing_ok=True)
     return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
 
 

@@ -117,6 +117,9 @@ class ConditionalVAE(GaussianVAE):
         self.fc4 = nn.Linear(hidden_dim, IMAGE_SIZE)
 
     def _one_hot(self, y: torch.Tensor, batch: int) -> torch.Tensor:
+        if y is None:
+            raise ValueError("A ConditionalVAE needs the digits' labels y: call model(x, y), and train it on data "
+                             "with labels, (x, y) as load_mnist returns them.")
         if not isinstance(y, torch.Tensor) or y.shape != (batch,) or y.dtype != torch.int64:
             raise ValueError(f"y must be int64 labels of shape ({batch},) in 0..{self.num_classes - 1}; got "
                              f"{getattr(y, 'dtype', type(y).__name__)}, shape {tuple(getattr(y, 'shape', ()))}. "

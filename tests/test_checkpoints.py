@@ -2,6 +2,7 @@
 import copy
 import dataclasses
 import os
+import time
 
 import pytest
 import torch
@@ -234,9 +235,13 @@ def test_a_folder_in_place_of_the_checkpoint_is_named_before_training(tmp_path):
 
 
 def test_a_killed_save_leaves_nothing_after_the_next_save(tmp_path):
-    (tmp_path / ".v.pt.abc123.part").write_bytes(b"half a checkpoint")  # what a killed process leaves
+    """A temporary file an hour old is a killed save's and goes; a recent one may be another process's, and stays."""
+    old, recent = tmp_path / ".v.pt.abc123.part", tmp_path / ".v.pt.def456.part"
+    for part in (old, recent):
+        part.write_bytes(b"half a checkpoint")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
     save_checkpoint(tmp_path / "v.pt", VAE(latent_dim=2, hidden_dim=8))
-    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["v.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [recent.name, "v.pt"]
 
 
 def test_odd_models_get_clear_errors(tmp_path):

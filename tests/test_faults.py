@@ -317,3 +317,21 @@ def test_an_unreadable_cache_is_named_and_decoded_anew(tmp_path, tiny_mnist, mon
     deny_reading(monkeypatch, cache)
     assert_same(*data.load_mnist("test", root=tmp_path / "d"), *arrays["test"])
     assert "may not read the cache file" in capsys.readouterr().out
+
+
+def test_a_killed_cache_write_is_cleaned_up_at_the_next_load(tmp_path, tiny_mnist, monkeypatch):
+    """A temporary cache file an hour old (a killed process's) goes at the next load; a recent one may be another
+    process's, and stays."""
+    import time
+
+    tiny_mnist(tmp_path / "d")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COURSE_CACHE", str(cache))
+    cache_file = data._cache_path(tmp_path / "d", "train")
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    old, recent = (cache_file.with_name(f".{cache_file.name}.{tag}.part") for tag in ("1-dead", "2-busy"))
+    for part in (old, recent):
+        part.write_bytes(b"half a cache")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    data.load_mnist("train", root=tmp_path / "d")
+    assert not old.exists() and recent.exists()

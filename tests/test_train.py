@@ -279,3 +279,5 @@ def test_odd_data_gets_a_clear_error():
         fit(VAE(latent_dim=2, hidden_dim=16), ((x * 255).to(torch.uint8), y), progress=False)
     with pytest.raises(TypeError, match="torch.as_tensor"):
         fit(VAE(latent_dim=2, hidden_dim=16), (x.numpy(), y), progress=False)
+    with pytest.raises(ValueError, match="needs the digits' labels"):
+        fit(ConditionalVAE(latent_dim=2, hidden_dim=16), (x, None), progress=False)
