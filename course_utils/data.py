@@ -296,7 +296,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
 def batches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 128, shuffle: bool = True,
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (x, y) mini-batches from in-memory tensors: one shuffled index per epoch, no per-image work."""
-    if batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be a positive whole number, e.g. 128.")
     if y is not None and len(y) != len(x):
         raise ValueError(f"x has {len(x)} images but y has {len(y)} labels: pass labels that match the images.")

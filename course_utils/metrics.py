@@ -33,7 +33,7 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be a positive whole number, e.g. 1000.")
 
 

@@ -281,3 +281,9 @@ def test_odd_data_gets_a_clear_error():
         fit(VAE(latent_dim=2, hidden_dim=16), (x.numpy(), y), progress=False)
     with pytest.raises(ValueError, match="needs the digits' labels"):
         fit(ConditionalVAE(latent_dim=2, hidden_dim=16), (x, None), progress=False)
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5, -1])
+def test_evaluate_names_a_batch_size_that_is_not_a_whole_number(batch_size):
+    with pytest.raises(ValueError, match=f"batch_size={batch_size} must be a positive whole number"):
+        evaluate(VAE(latent_dim=2, hidden_dim=16), blobs(n=16), batch_size=batch_size)
