@@ -152,9 +152,9 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
             start = time.perf_counter()
             try:
                 train = train_epoch(model, optimizer, train_data, config, shuffle, progress)
-            except NotFiniteError:  # the model's outputs became NaN or inf: its weights blew up
+            except NotFiniteError:  # the model's outputs became NaN or inf: its weights blew up mid-epoch
                 train = {"loss": math.nan}
-            if not math.isfinite(train["loss"]):
+            if not math.isfinite(train["loss"]) or not all(torch.isfinite(p).all() for p in model.parameters()):
                 model.load_state_dict(finished)
                 kept = f"those of epoch {epoch - 1}, the last finite one" if epoch > 1 else "those before training"
                 warnings.warn(f"Training diverged in epoch {epoch}: the loss became NaN or inf. The model and history "
