@@ -155,16 +155,12 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
             except NotFiniteError:  # the model's outputs became NaN or inf: its weights blew up mid-epoch
                 train = {"loss": math.nan}
             if not math.isfinite(train["loss"]) or not all(torch.isfinite(p).all() for p in model.parameters()):
-                model.load_state_dict(finished)
-                kept = f"those of epoch {epoch - 1}, the last finite one" if epoch > 1 else "those before training"
-                warnings.warn(f"Training diverged in epoch {epoch}: the loss became NaN or inf. The model and history "
-                              f"are {kept}. Lower the learning rate (now lr={config.lr:g}; try lr={config.lr / 10:g}) "
-                              f"and train again.", stacklevel=2)
+                model.load_state_dict(finished)  # the last finite weights
+                _warn_diverged(epoch, config.lr)
                 break
             if train["loss"] > EXPLODING:
                 warnings.warn(f"The loss is exploding in epoch {epoch}: {train['loss']:.3g} nats per image, more than "
-                              f"ten times an untrained model's. Lower the learning rate (now lr={config.lr:g}).",
-                              stacklevel=2)
+                              f"ten times an untrained model's. Lower the learning rate (now lr={config.lr:g}).")
             record = {f"train_{k}": v for k, v in train.items()}
             if test_data is not None:
                 record.update({f"test_{k}": v for k, v in evaluate(model, test_data, beta=config.beta,
@@ -180,6 +176,12 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
         print(f"Interrupted: the model and history are those of epoch {len(history['epoch'])}, the last one finished.")
     model.eval()
     return history
+
+
+def _warn_diverged(epoch: int, lr: float) -> None:
+    kept = f"those of epoch {epoch - 1}, the last finite one" if epoch > 1 else "those before training"
+    warnings.warn(f"Training diverged in epoch {epoch}: the loss became NaN or inf. The model and history are {kept}. "
+                  f"Lower the learning rate (now lr={lr:g}; try lr={lr / 10:g}) and train again.", stacklevel=3)
 
 
 def _epoch_line(history: dict[str, list[float]], num_epochs: int) -> str:
