@@ -168,7 +168,8 @@ def checkpoint_dir() -> Path:
 
 
 def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data: Optional[Data] = None,
-                config: Optional[TrainConfig] = None, *, progress: bool = True, **settings: Any) -> dict[str, list[float]]:
+                config: Optional[TrainConfig] = None, *, progress: bool = True,
+                **settings: Any) -> dict[str, list[float]]:
     """Load the model's weights from path when a checkpoint of the same model and settings is there; else fit and save.
 
     A relative path is taken inside checkpoint_dir(). config and settings are those of train.fit (num_epochs, lr,

@@ -50,7 +50,7 @@ def _sample_q(model: nn.Module, x: torch.Tensor, k: int, labels: tuple,
     mu, logvar = model.encode(x, *labels)
     eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)  # drawn on the CPU: repeatable
     z = mu + torch.exp(0.5 * logvar) * eps  # z = mu + sigma * eps, broadcast over the k samples: (k, B, latent_dim)
-    x_hat = model.decode(z.flatten(0, 1), *(t.repeat(k) for t in labels))  # (k, B, d) -> (k * B, d) -> (k * B, 1, 28, 28)
+    x_hat = model.decode(z.flatten(0, 1), *(t.repeat(k) for t in labels))  # (k, B, d) -> (k * B, d) -> images
     targets = x.flatten(1).repeat(k, 1)  # (B, 1, 28, 28) -> (k * B, 784): row i * B + b is image b, like z
     log_px_z = -reconstruction_loss(x_hat, targets)  # (k * B,)
     return mu, logvar, z, log_px_z.view(k, len(x))  # (k * B,) -> (k, B)

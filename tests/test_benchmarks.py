@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from course_utils.models import VAE
-from course_utils.train import evaluate, loss_terms
+from course_utils.train import evaluate
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
