@@ -6,8 +6,6 @@ import inspect
 import os
 import platform
 import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +13,7 @@ import torch
 from torch import nn
 
 from . import __version__, models
-from .setup import fast_mode, project_dir
+from .setup import fast_mode, project_dir, temp_path
 from .train import Data, TrainConfig, fit, make_config
 
 
@@ -67,22 +65,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Optional[dict] 
                "settings": settings or {},
                "versions": {"course_utils": __version__, "torch": str(torch.__version__),
                             "python": platform.python_version()}}
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder: a checkpoint path names a file. Pass another path.")
+    _refuse_folder(path)
     megabytes = sum(t.numel() * t.element_size() for t in state.values()) / 2**20
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a save that was killed (an hour ago:
-            if time.time() - stale.stat().st_mtime > 3600:  # not one that another process is writing now)
-                stale.unlink(missing_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        tmp = temp_path(path)  # also removes what a killed save left
+        f = open(tmp, "xb")  # the umask's permissions, as any new file
     except OSError as err:
         raise CheckpointError(f"Cannot write in {path.parent} ({err.strerror}): set COURSE_CHECKPOINTS to a folder "
                               f"of your own, or pass another path.") from err
     try:
-        with os.fdopen(fd, "wb") as f:  # closed (and its space released) even when writing fails
+        with f:  # closed (and its space released) even when writing fails
             torch.save(payload, f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; other accounts may read it, as any new file
         os.replace(tmp, path)  # atomic rename: an interrupted save leaves the old file, never half a new one
     except (OSError, RuntimeError) as err:
         free = shutil.disk_usage(path.parent).free / 2**20
@@ -91,22 +85,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Optional[dict] 
                               f"are free there: free some disk space, or set COURSE_CHECKPOINTS to another folder. "
                               f"The previous file, if any, is kept.") from None  # no traceback keeps the write alive
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _refuse_folder(path: Path) -> None:
+    """A CheckpointError when path is a folder: a checkpoint path names a file."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file: remove the folder or pass another path.")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's contents, loaded with weights_only=True (a checkpoint file can run no code)."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint: remove it or pass another path.")
+    _refuse_folder(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -180,9 +172,7 @@ def fit_or_load(path: str | Path, model: nn.Module, train_data: Data, test_data:
     config = make_config(config, **settings)
     wanted = {**dataclasses.asdict(config), "num_train": len(train_data[0]),
               "num_test": len(test_data[0]) if test_data is not None else 0}  # the history has test terms or not
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder: a checkpoint path names a file. Remove the folder or pass another "
-                              f"path.")  # before training, not after
+    _refuse_folder(path)  # before training, not after it has finished
     if path.exists():
         try:
             checkpoint = read_checkpoint(path)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import secrets
 import tempfile
-import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from .setup import project_dir
+from .setup import project_dir, temp_path
 from .idx import MD5, MNISTFileError, md5sum, read_idx
 
 DATA_ENV = "COURSE_DATA"        # a folder holding the four MNIST files
@@ -82,17 +80,6 @@ def _describe_folder(base: Path, from_env: bool) -> str:
     return f"{folder}: found {', '.join(found)}; missing {', '.join(missing)} (gzipped or not)."
 
 
-def _temp_name(target: Path) -> Path:
-    """A unique hidden name beside target. Files opened under it get the umask's permissions, not mkstemp's 0o600.
-
-    Temporary files of target older than an hour, left by a process that was killed, are removed.
-    """
-    for stale in target.parent.glob(f".{target.name}.*.part"):
-        if time.time() - stale.stat().st_mtime > 3600:  # not one that another process is writing now
-            stale.unlink(missing_ok=True)
-    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
-
-
 def _writable_dir(preferred: Path) -> Path:
     """preferred if it can be created and written, else a cache folder in the user's home (and say so)."""
     try:
@@ -123,7 +110,7 @@ def _download(name: str, folder: Path) -> Path:
     errors = []
     for mirror in MNIST.mirrors:
         print(f"trying {mirror}{name} (given up after {DOWNLOAD_TIMEOUT:g} s of silence) ...", flush=True)
-        tmp = _temp_name(folder / name)
+        tmp = temp_path(folder / name)
         try:
             with open(tmp, "xb") as out, urllib.request.urlopen(mirror + name, timeout=DOWNLOAD_TIMEOUT) as response:
                 while chunk := response.read(1 << 20):
@@ -201,7 +188,7 @@ def _load_cached(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, bool
 
 def _save_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write the decoded arrays to cache, whole or not at all; a full disk only warns (the data is loaded)."""
-    tmp = _temp_name(cache)
+    tmp = temp_path(cache)
     try:
         buffer = io.BytesIO()  # serialized in memory, so a full disk shows up as the plain OSError of write()
         torch.save({"images": torch.from_numpy(images.copy()), "labels": torch.from_numpy(labels.copy())}, buffer)
@@ -257,9 +244,10 @@ def _in_words(folder: Path, root: str | Path | None) -> str:
     """Where the files were found, said the same way on every machine (no absolute path of this one)."""
     if root is not None:
         return "the folder passed as root"
-    base = Path(os.environ.get(DATA_ENV) or default_data_dir()).expanduser().resolve()
-    if os.environ.get(DATA_ENV) and folder.resolve() in (base, base / "MNIST" / "raw"):
-        return f"the folder in {DATA_ENV}"
+    if os.environ.get(DATA_ENV):
+        base = Path(os.environ[DATA_ENV]).expanduser().resolve()
+        if folder.resolve() in (base, base / "MNIST" / "raw"):
+            return f"the folder in {DATA_ENV}"
     try:
         return f"the course's {folder.resolve().relative_to(project_dir())}/ folder"
     except ValueError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import platform
 import random
+import secrets
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,16 @@ def project_dir() -> Path:
     if (checkout / "pyproject.toml").exists():
         return checkout
     return Path.home() / ".cache" / "course_utils"
+
+
+def temp_path(target: Path) -> Path:
+    """A unique hidden name beside target, to write to and then rename: opened there, a file gets the umask's
+    permissions (other accounts may read it, as any new file). Leftovers of target older than an hour, from a
+    process that was killed while writing, are removed (a recent one may be another process's, still writing)."""
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            stale.unlink(missing_ok=True)
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
 
 
 def seed_everything(seed: int = 0) -> None:
