@@ -309,3 +309,15 @@ def batches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 12
         else:
             index = order[start:start + batch_size]  # index_select copies whole rows: faster than x[index] (docs: performance)
             yield x.index_select(0, index), (y.index_select(0, index) if y is not None else None)
+
+
+def binarize(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A fixed black-and-white draw of grey images: each pixel 1 with probability x, else 0 (same seed, same draw).
+
+    Binarized MNIST is what papers report likelihoods on: a Bernoulli p(x | z) is a true distribution over 0/1
+    pixels, not over grey levels. Training uses a fresh draw per batch (fit's binarize=True); the test set is drawn
+    once, with this function, so that every model is scored on the same images.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or len(x) and (x.min() < 0 or x.max() > 1):
+        raise ValueError("binarize takes float images with pixel values in [0, 1], as load_mnist returns them.")
+    return torch.bernoulli(x, generator=torch.Generator(device=x.device).manual_seed(seed))

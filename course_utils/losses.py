@@ -45,3 +45,17 @@ def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     if beta < 0:
         raise ValueError(f"beta={beta} must be >= 0: it weighs the KL term (1 is the plain VAE).")
     return (reconstruction_loss(x_hat, x) + beta * kl_divergence(mu, logvar)).mean()
+
+
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL term with free bits (Kingma et al. 2016, "Improved Variational Inference with Inverse Autoregressive
+    Flow", Appendix C.8): sum over units u of max(free_bits, batch mean of KL(q(z_u | x) || N(0, 1))), in nats.
+
+    A unit whose KL is below free_bits nats costs a constant: the KL gives it no gradient, so the encoder can put
+    that much information into it for free, and the units are not pushed to collapse onto the prior.
+    """
+    _check_gaussian(mu, logvar)
+    if free_bits < 0:
+        raise ValueError(f"free_bits={free_bits} must be >= 0 nats per latent unit; Kingma et al. use values near 0.5.")
+    kl_units = 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)  # (B, latent_dim): the KL of each unit
+    return kl_units.mean(dim=0).clamp(min=free_bits).sum()  # (latent_dim,) floored at free_bits, summed: 0-dim

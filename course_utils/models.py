@@ -1,4 +1,5 @@
-"""The course's autoencoders: plain and variational, fully connected, convolutional and conditional."""
+"""The course's autoencoders (plain and variational, fully connected, convolutional and conditional), and the small
+digit classifier that measures what they generate."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -207,3 +208,26 @@ class ConvVAE(GaussianVAE):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes z (B, latent_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
         return self.decoder(z)
+
+
+class DigitClassifier(nn.Module):
+    """A small convolutional MNIST classifier, the course's measuring instrument for generated digits (not a model
+    the course teaches): two 3x3 convolutions with max pooling, a hidden layer of feature_dim features, 10 logits."""
+
+    def __init__(self, channels: int = 16, feature_dim: int = 128):
+        super().__init__()
+        self.channels, self.feature_dim = channels, feature_dim
+        self.body = nn.Sequential(  # (B, 1, 28, 28) -> (B, feature_dim)
+            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),                 # -> (B, c, 14, 14)
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),      # -> (B, 2c, 7, 7)
+            nn.Flatten(), nn.Linear(2 * channels * 49, feature_dim), nn.ReLU(),               # -> (B, feature_dim)
+        )
+        self.head = nn.Linear(feature_dim, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) -> the hidden layer's features (B, feature_dim), what Frechet distances compare."""
+        return self.body(_image(_flat(self, x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) -> logits (B, 10), one score per digit (softmax gives probabilities)."""
+        return self.head(self.features(x))

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data import batches
-from .losses import kl_divergence, reconstruction_loss, vae_loss
-from .models import ConditionalVAE, VAEOutput
+from .losses import free_bits_kl, kl_divergence, reconstruction_loss, vae_loss
+from .models import ConditionalVAE, DigitClassifier, VAEOutput
 from .validate import NotFiniteError, check_images
 
 Data = tuple[torch.Tensor, Optional[torch.Tensor]]  # (x, y) as load_mnist returns it; y may be None
@@ -30,16 +31,20 @@ class TrainConfig:
     beta: float = 1.0        # weight of the KL term: 1 is the plain VAE (an autoencoder has none)
     noise_std: float = 0.0   # std of Gaussian noise added to the inputs (a denoising autoencoder); 0 adds none
     seed: int = 0            # seeds torch (the noise eps of the reparameterization trick) and the batch order
+    warmup_epochs: int = 0   # KL warm-up: beta grows linearly from 0 over these epochs (Bowman et al. 2016); 0: off
+    free_bits: float = 0.0   # nats per latent unit of KL that cost nothing (Kingma et al. 2016); 0: off
+    binarize: bool = False   # dynamic binarization: each batch's pixels redrawn as 0 or 1 with probability x
     fast: bool = False       # opt-in speed: Adam fused into one kernel per step (docs: performance page)
 
     def __post_init__(self):
-        for name in ("num_epochs", "batch_size", "seed"):
+        for name in ("num_epochs", "batch_size", "seed", "warmup_epochs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name}={value!r} must be a whole number, e.g. {name}={getattr(TrainConfig, name)}.")
         for name, ok, example in (("num_epochs", self.num_epochs >= 0, 10), ("lr", self.lr > 0, 1e-3),
                                   ("batch_size", self.batch_size >= 1, 128), ("beta", self.beta >= 0, 1.0),
-                                  ("noise_std", self.noise_std >= 0, 0.5)):
+                                  ("noise_std", self.noise_std >= 0, 0.5), ("warmup_epochs", self.warmup_epochs >= 0, 5),
+                                  ("free_bits", self.free_bits >= 0, 0.5)):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range; a usual value is {name}={example}.")
 
@@ -61,25 +66,46 @@ def corrupt(x: torch.Tensor, noise_std: float) -> torch.Tensor:
 
 
 def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None, beta: float = 1.0,
-               noise_std: float = 0.0) -> dict[str, torch.Tensor]:
+               noise_std: float = 0.0, free_bits: float = 0.0) -> dict[str, torch.Tensor]:
     """One batch's loss as the notebooks compute it, model(x) then the course's loss, and its parts for the history.
 
-    'loss' (with gradients) is vae_loss of model(x) for a VAE, the batch mean of reconstruction_loss for an
-    autoencoder. A VAE's 'kl' is the batch mean of its KL term and 'recon' the rest, loss - beta * kl.
+    'loss' (with gradients) is vae_loss of model(x) for a VAE (with free bits, its KL term is free_bits_kl), the
+    batch mean of reconstruction_loss for an autoencoder, the cross-entropy for the DigitClassifier. A VAE's 'kl' is
+    the batch mean of its KL and 'recon' that of its reconstruction term; a classifier's 'error' the fraction wrong.
     """
+    if isinstance(model, DigitClassifier):
+        if y is None:
+            raise ValueError("A DigitClassifier learns from labels: train it on (x, y) as load_mnist returns them.")
+        logits = model(x)  # (B, 10)
+        return {"loss": F.cross_entropy(logits, y), "error": (logits.argmax(dim=1) != y).float().mean()}
     x_in = corrupt(x, noise_std)  # a denoising autoencoder sees noisy images and is scored on the clean ones
     out = model(x_in, y) if isinstance(model, ConditionalVAE) else model(x_in)  # only a ConditionalVAE reads y
     if not isinstance(out, VAEOutput):  # an autoencoder returns x_hat alone
         return {"loss": reconstruction_loss(out, x).mean()}
     x_hat, mu, logvar = out
-    loss = vae_loss(x_hat, x, mu, logvar, beta)
     kl = kl_divergence(mu.detach(), logvar.detach()).mean()
-    return {"loss": loss, "recon": loss.detach() - beta * kl, "kl": kl}
+    if free_bits == 0:
+        loss = vae_loss(x_hat, x, mu, logvar, beta)
+        return {"loss": loss, "recon": loss.detach() - beta * kl, "kl": kl}
+    recon = reconstruction_loss(x_hat, x).mean()
+    return {"loss": recon + beta * free_bits_kl(mu, logvar, free_bits), "recon": recon.detach(), "kl": kl}
+
+
+def warmup_beta(config: TrainConfig, epoch: int) -> float:
+    """The KL weight in epoch 1, 2, ...: config.beta, or with warm-up beta * (epoch - 1) / warmup_epochs until full."""
+    if config.warmup_epochs == 0:
+        return config.beta
+    return config.beta * min(1.0, (epoch - 1) / config.warmup_epochs)  # 0 in epoch 1: the first epoch has no KL
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, config: TrainConfig,
-                generator: Optional[torch.Generator] = None, progress: bool = True) -> dict[str, float]:
-    """One shuffled pass over data, one optimizer step per batch: the loop of notebooks 01 and 06. Mean loss terms."""
+                generator: Optional[torch.Generator] = None, progress: bool = True,
+                beta: Optional[float] = None) -> dict[str, float]:
+    """One shuffled pass over data, one optimizer step per batch: the loop of notebooks 01 and 06. Mean loss terms.
+
+    beta, when given, replaces config.beta (fit passes the warm-up's value for the epoch).
+    """
+    beta = config.beta if beta is None else beta
     device = next(model.parameters()).device
     model.train()
     x, y = data
@@ -87,7 +113,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
     for xb, yb in tqdm(batches(x, y, config.batch_size, generator=generator), total=-(-len(x) // config.batch_size),
                        disable=not progress, leave=False):
         xb, yb = xb.to(device), (None if yb is None else yb.to(device))
-        terms = loss_terms(model, xb, yb, config.beta, config.noise_std)
+        if config.binarize:
+            xb = torch.bernoulli(xb)  # dynamic binarization: a fresh black-and-white draw of each image every epoch
+        terms = loss_terms(model, xb, yb, beta, config.noise_std, config.free_bits)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
@@ -98,7 +126,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Data, 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float = 1.0,
-             noise_std: float = 0.0) -> dict[str, float]:
+             noise_std: float = 0.0, free_bits: float = 0.0) -> dict[str, float]:
     """Mean loss terms over a whole data set, in eval mode (a VAE then decodes z = mu, as the article's test does).
 
     With z = mu the reconstruction term is scored at the code's mean, so for a VAE this is a little lower than the
@@ -111,7 +139,7 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float =
     check_images(x, "the images to evaluate on")
     sums: dict[str, torch.Tensor] = {}
     for xb, yb in batches(x, y, batch_size, shuffle=False):
-        terms = loss_terms(model, xb.to(device), None if yb is None else yb.to(device), beta, noise_std)
+        terms = loss_terms(model, xb.to(device), None if yb is None else yb.to(device), beta, noise_std, free_bits)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value * len(xb)
     model.train(was_training)
@@ -151,7 +179,8 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
         for epoch in range(1, config.num_epochs + 1):
             start = time.perf_counter()
             try:
-                train = train_epoch(model, optimizer, train_data, config, shuffle, progress)
+                train = train_epoch(model, optimizer, train_data, config, shuffle, progress,
+                                    beta=warmup_beta(config, epoch))
             except NotFiniteError:  # the model's outputs became NaN or inf: its weights blew up mid-epoch
                 train = {"loss": math.nan}
             if not math.isfinite(train["loss"]) or not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -164,7 +193,8 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
             record = {f"train_{k}": v for k, v in train.items()}
             if test_data is not None:
                 record.update({f"test_{k}": v for k, v in evaluate(model, test_data, beta=config.beta,
-                                                                   noise_std=config.noise_std).items()})
+                                                                   noise_std=config.noise_std,
+                                                                   free_bits=config.free_bits).items()})
             record.update(epoch=epoch, seconds=time.perf_counter() - start)
             for key, value in record.items():  # the epoch enters the history whole, or not at all
                 history.setdefault(key, []).append(value)
@@ -190,4 +220,6 @@ def _epoch_line(history: dict[str, list[float]], num_epochs: int) -> str:
         line += f"  test loss {history['test_loss'][-1]:7.2f}"
     if "train_kl" in history:
         line += f"  (recon {history['train_recon'][-1]:.2f}, KL {history['train_kl'][-1]:.2f})"
+    if "test_error" in history:
+        line += f"  test accuracy {100 * (1 - history['test_error'][-1]):.2f}%"
     return line + f"  {history['seconds'][-1]:.1f} s"
