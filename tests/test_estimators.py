@@ -84,12 +84,91 @@ def test_score_function_takes_a_black_box():
     ({"num_samples": 2.5}, "num_samples"),
     ({"f": lambda z: z.sum()}, "same shape"),
     ({"f": lambda z: 1.0}, "same shape"),
+    ({"mu": torch.zeros(3), "sigma": torch.ones(2)}, "same length"),
+    ({"mu": torch.zeros(2, 2), "sigma": torch.ones(2, 2)}, "1-D"),
+    ({"mu": torch.zeros(3), "sigma": torch.tensor([1.0, 0.0, 1.0])}, "sigma"),
+    ({"mu": torch.zeros(3), "sigma": torch.ones(3), "f": lambda z: z ** 2}, "one value each"),
 ])
 @pytest.mark.parametrize("estimator", [pathwise_gradient, score_function_gradient])
 def test_bad_input_is_explained(estimator, kwargs, match):
     args = {"f": lambda z: z ** 2, "mu": 0.0, "sigma": 1.0, "num_samples": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         estimator(**args)
+
+
+def test_bad_baseline_is_explained():
+    for baseline, match in (("median", "baseline"), (torch.tensor(1.0), "baseline"), (True, "baseline")):
+        with pytest.raises(ValueError, match=match):
+            score_function_gradient(lambda z: z ** 2, 0.0, 1.0, 10, baseline=baseline)
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        score_function_gradient(lambda z: z ** 2, 0.0, 1.0, 1, baseline="mean")
+
+
+# d dimensions: f(z) = sum of z_k^2 has E = |mu|^2 + |sigma|^2, so the exact gradient is 2 mu and 2 sigma
+def sum_of_squares(z):
+    return (z ** 2).sum(dim=1)
+
+
+MU_D = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.5])
+SIGMA_D = torch.tensor([1.0, 0.3, 0.7, 2.0, 0.5])
+
+
+@pytest.mark.parametrize("estimator, kwargs", [(pathwise_gradient, {}), (score_function_gradient, {}),
+                                               (score_function_gradient, {"baseline": "mean"}),
+                                               (score_function_gradient, {"baseline": 12.0})])
+def test_d_dimensional_means_converge_to_the_closed_form(estimator, kwargs):
+    est = estimator(sum_of_squares, MU_D, SIGMA_D, N, generator=gen(6), **kwargs)
+    assert est.d_mu.shape == est.d_sigma.shape == (N, 5)
+    for k in range(5):
+        assert_mean_close(est.d_mu[:, k], 2 * MU_D[k].item())
+        assert_mean_close(est.d_sigma[:, k], 2 * SIGMA_D[k].item())
+
+
+def test_d_dimensional_per_sample_values_by_hand():
+    n, d = 6, 3
+    mu, sigma = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 0.5, 2.0])
+    eps = torch.randn(n, d, generator=gen(7))  # the estimators draw eps exactly like this
+    z = mu + sigma * eps                        # (n, d)
+    f_z = (z ** 2).sum(dim=1, keepdim=True)     # (n, 1)
+    path = pathwise_gradient(sum_of_squares, mu, sigma, n, generator=gen(7))
+    torch.testing.assert_close(path.d_mu, 2 * z)
+    torch.testing.assert_close(path.d_sigma, 2 * z * eps)
+    b = (f_z.sum() - f_z) / (n - 1)             # leave-one-out mean
+    score = score_function_gradient(sum_of_squares, mu, sigma, n, generator=gen(7), baseline="mean")
+    torch.testing.assert_close(score.d_mu, (f_z - b) * (z - mu) / sigma ** 2)
+    torch.testing.assert_close(score.d_sigma, (f_z - b) * ((z - mu) ** 2 / sigma ** 3 - 1 / sigma))
+
+
+def test_baseline_keeps_the_mean_and_cuts_the_spread():
+    mu, sigma = torch.full((4,), 1.0), torch.full((4,), 0.5)
+    plain = score_function_gradient(sum_of_squares, mu, sigma, N, generator=gen(8))
+    loo = score_function_gradient(sum_of_squares, mu, sigma, N, generator=gen(8), baseline="mean")
+    const = score_function_gradient(sum_of_squares, mu, sigma, N, generator=gen(8), baseline=5.0)  # E f = 5
+    for est in (plain, loo, const):
+        for k in range(4):
+            assert_mean_close(est.d_mu[:, k], 2.0)
+            assert_mean_close(est.d_sigma[:, k], 1.0)
+    # exact variances of d/dmu_k for mu = 1, sigma = 1/2 in d dimensions (moments of eps up to the sixth):
+    # no baseline 6.25 d^2 + 9.5 d + 6 (144 at d = 4); baseline E[f]: 4.5 (d - 1) + 10.5 (24 at d = 4)
+    assert plain.d_mu.var(dim=0).mean() > 4 * loo.d_mu.var(dim=0).mean()
+    assert const.d_mu.var(dim=0).mean().item() == pytest.approx(24.0, rel=0.05)
+    assert loo.d_mu.var(dim=0).mean().item() == pytest.approx(24.0, rel=0.05)
+    assert plain.d_mu.var(dim=0).mean().item() == pytest.approx(144.0, rel=0.05)
+
+
+def test_score_function_spread_grows_with_d_while_pathwise_stays_flat():
+    variance = {}
+    for d in (1, 5, 20):
+        mu, sigma = torch.ones(d), torch.full((d,), 0.5)
+        path = pathwise_gradient(sum_of_squares, mu, sigma, 20_000, generator=gen(9))
+        plain = score_function_gradient(sum_of_squares, mu, sigma, 20_000, generator=gen(9))
+        loo = score_function_gradient(sum_of_squares, mu, sigma, 20_000, generator=gen(9), baseline="mean")
+        variance[d] = [est.d_mu.var(dim=0).mean().item() for est in (path, plain, loo)]
+    for d in (1, 5, 20):  # pathwise: Var(2 z_k) = 4 sigma^2 = 1 in every dimension
+        assert variance[d][0] == pytest.approx(1.0, rel=0.1)
+    assert variance[20][1] > 50 * variance[1][1]  # REINFORCE: like d^2 (exactly 21.75 at d = 1, 2,696 at d = 20)
+    assert variance[20][2] > 5 * variance[1][2]   # with a baseline: like d (exactly 10.5 at d = 1, 96 at d = 20)
+    assert variance[20][1] > 10 * variance[20][2] > 10 * variance[20][0]
 
 
 # check_vae_loss, against a hand-written right answer and the usual mistakes
