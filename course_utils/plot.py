@@ -234,3 +234,49 @@ def show_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], n: int 
         ax.set_yticks([])
     axes[0, 0].set_title(title)
     return _finish(fig)
+
+
+def plot_posteriors(mu: torch.Tensor, logvar: Optional[torch.Tensor], y: torch.Tensor, n: Optional[int] = None,
+                    num_sigma: float = 2.0, title: str = "Posteriors q(z | x) over the prior N(0, I)") -> plt.Figure:
+    """2-D codes over the prior's 1, 2 and 3 sigma circles: each of the first n posteriors as an ellipse mu +- num_sigma
+    sigma (half-widths num_sigma * exp(0.5 * logvar)), coloured by digit; logvar=None draws points (an autoencoder)."""
+    if not isinstance(mu, torch.Tensor) or mu.ndim != 2 or mu.shape[1] != 2:
+        shape = tuple(mu.shape) if isinstance(mu, torch.Tensor) else type(mu).__name__
+        raise ValueError(f"mu must be 2-D codes, shape (B, 2); got {shape}. Train a model with latent_dim=2, or "
+                         f"project the codes first.")
+    if logvar is not None and (not isinstance(logvar, torch.Tensor) or logvar.shape != mu.shape):
+        shape = tuple(logvar.shape) if isinstance(logvar, torch.Tensor) else type(logvar).__name__
+        raise ValueError(f"logvar must have the shape of mu, {tuple(mu.shape)}; got {shape}. Pass the encoder's "
+                         f"(mu, logvar) together, or logvar=None for an autoencoder's codes.")
+    if len(y) != len(mu):
+        raise ValueError(f"give one label per code: {len(mu)} codes but {len(y)} labels.")
+    from matplotlib.patches import Ellipse
+    n = len(mu) if n is None else min(int(n), len(mu))
+    mu = mu[:n].detach().double().cpu().numpy()            # (n, 2)
+    labels = np.asarray(y[:n].cpu() if isinstance(y, torch.Tensor) else y[:n])
+    colors = plt.get_cmap("tab10")(labels % 10)
+    fig, ax = plt.subplots(figsize=(6, 5.4))
+    angle = np.linspace(0, 2 * np.pi, 200)
+    for radius in (1, 2, 3):  # the prior N(0, I): 1, 2 and 3 standard deviations from the origin
+        ax.plot(radius * np.cos(angle), radius * np.sin(angle), color="black", lw=1.2, ls="--",
+                label="prior N(0, I): 1, 2, 3 σ" if radius == 1 else None)
+    if logvar is None:
+        ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=4, alpha=0.7)
+        reach = np.abs(mu).max(initial=3.0)
+    else:
+        half = num_sigma * np.exp(0.5 * logvar[:n].detach().double().cpu().numpy())  # (n, 2) num_sigma * sigma
+        for center, (w, h), color in zip(mu, half, colors):
+            ax.add_patch(Ellipse(tuple(center), width=2 * w, height=2 * h, facecolor=color, edgecolor=color,
+                                 alpha=0.25, lw=0.6))
+        ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=3)
+        reach = np.max(np.abs(mu) + half, initial=3.0)
+    reach = 1.05 * max(reach, 3.2)
+    ax.set_xlim(-reach, reach)
+    ax.set_ylim(-reach, reach)
+    ax.set_aspect("equal")
+    for digit in range(10):  # a legend of the digit colours
+        ax.scatter([], [], color=plt.get_cmap("tab10")(digit), s=12, label=str(digit))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="digit")
+    ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$")
+    ax.grid(alpha=0.2)
+    return _finish(fig)
