@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -56,6 +57,40 @@ class PeakMemory:
         self._thread.join()
 
 
+PROGRESS_BAR = re.compile(r"^\s*\d+%\|")  # tqdm's text: "  0%|          | 0/469 [00:00<?, ?it/s]"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+OPTIONAL = "optional"  # the cell tag of an optional section; every other cell is on the notebook's core path
+WORDS_PER_MINUTE = 150  # a careful reading of technical prose with formulas: the reading-time estimate
+
+
+def drop_closed_progress_bars(nb: nbformat.NotebookNode) -> None:
+    """Remove the progress bars of training (tqdm widgets with leave=False) from the outputs: in JupyterLab they vanish
+    when their loop ends, but a saved notebook keeps their first frame, a "0%" line; the per-epoch lines stay."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "display_data" and WIDGET in o.data
+                                    and PROGRESS_BAR.match(o.data.get("text/plain", "")))]
+
+
+def core_path(nb: nbformat.NotebookNode) -> dict:
+    """The core path (cells not tagged "optional"): its measured run time, from nbclient's per-cell timestamps, and
+    its reading time, estimated from its word count at WORDS_PER_MINUTE."""
+    seconds, words = 0.0, 0
+    for cell in nb.cells:
+        if OPTIONAL in cell.metadata.get("tags", []):
+            continue
+        if cell.cell_type == "markdown":
+            words += len(cell.source.split())
+        timing = cell.metadata.get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            start, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            seconds += (end - start).total_seconds()
+    return {"core_seconds": round(seconds, 1), "core_words": words,
+            "core_reading_minutes": round(words / WORDS_PER_MINUTE)}
+
+
 RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )\d+( s on a 2-core CPU \(full mode)")
 
 
@@ -84,29 +119,37 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) 
             except CellExecutionError as err:
                 passed, error = False, str(err).splitlines()[-1] if str(err) else "cell failed"
     seconds = time.perf_counter() - start
+    drop_closed_progress_bars(nb)
     if stamp and passed:
         stamp_run_time(nb, seconds)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return {"name": path.name, "wall_seconds": round(seconds, 1), "peak_rss_mb": round(memory.peak_mb),
-            "peak_anon_mb": round(memory.peak_anon_mb),
+            "peak_anon_mb": round(memory.peak_anon_mb), **core_path(nb),
             "passed": passed, **({"error": error} if error else {})}
 
 
 def markdown_table(report: dict, arguments: str) -> str:
     """The report as a Markdown table, with the command and machine that produced it."""
-    lines = ["| notebook | wall time | peak resident memory (RSS) | peak anonymous memory | passed |",
-             "| --- | ---: | ---: | ---: | --- |"]
+    lines = ["| notebook | wall time | core path: run time | core path: reading time (est.) | peak resident memory "
+             "(RSS) | peak anonymous memory | passed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in report["notebooks"]:
-        lines.append(f"| `{row['name']}` | {row['wall_seconds']:.0f} s | {row['peak_rss_mb']:,} MB | "
+        lines.append(f"| `{row['name']}` | {row['wall_seconds']:.0f} s | {row['core_seconds']:.0f} s | "
+                     f"{row['core_reading_minutes']} min ({row['core_words']:,} words) | {row['peak_rss_mb']:,} MB | "
                      f"{row['peak_anon_mb']:,} MB | {'yes' if row['passed'] else 'no'} |")
-    lines.append(f"| **all {len(report['notebooks'])}** | **{report['total_seconds']:.0f} s** | "
-                 f"**{report['max_peak_rss_mb']:,} MB** (largest) | **{report['max_peak_anon_mb']:,} MB** (largest) | |")
+    core = sum(r["core_seconds"] for r in report["notebooks"])
+    reading = sum(r["core_reading_minutes"] for r in report["notebooks"])
+    lines.append(f"| **all {len(report['notebooks'])}** | **{report['total_seconds']:.0f} s** | **{core:.0f} s** | "
+                 f"**{reading} min** | **{report['max_peak_rss_mb']:,} MB** (largest) | "
+                 f"**{report['max_peak_anon_mb']:,} MB** (largest) | |")
     mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
     lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}` on {report['cpu_count']} CPU cores "
-              f"({time.strftime('%Y-%m-%d')}). Memory is the kernel's, sampled every 50 ms while it runs: RSS counts the "
-              f"file-backed pages of libraries too (most of the difference between the two columns: PyTorch's CUDA "
-              f"build), anonymous memory only what the kernel allocated itself."]
+              f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
+              f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
+              f"{WORDS_PER_MINUTE} words a minute (an estimate). Memory is the kernel's, sampled every 50 ms while it "
+              f"runs: RSS counts the file-backed pages of libraries too (most of the difference between the two "
+              f"columns: PyTorch's CUDA build), anonymous memory only what the kernel allocated itself."]
     return "\n".join(lines) + "\n"
 
 
