@@ -94,18 +94,55 @@ def core_path(nb: nbformat.NotebookNode) -> dict:
 RUN_TIME = re.compile(r"(\*\*Run time:\*\* about )\d+( s on a 2-core CPU \(full mode)")
 
 
-def stamp_run_time(nb: nbformat.NotebookNode, seconds: float) -> None:
-    """Write the measured full-mode time into the notebook's "Run time: about N s" line (rounded to 5 s)."""
+CORE_PATH = re.compile(r"(\*\*Core path:\*\* about )\d+( min of reading and )\d+( s of running)")
+HEADING = re.compile(r"^(#{1,6}) (.*)$", re.MULTILINE)
+
+
+def stamp_run_time(nb: nbformat.NotebookNode, seconds: float, core: dict) -> None:
+    """Write the measured full-mode times into the notebook's "Run time: about N s" line (rounded to 5 s) and its
+    "Core path: about M min of reading and N s of running" line."""
     rounded = str(max(5, 5 * round(seconds / 5)))
+    core_run = str(max(5, 5 * round(core["core_seconds"] / 5)))
     for cell in nb.cells:
         if cell.cell_type == "markdown" and RUN_TIME.search(cell.source):
             cell.source = RUN_TIME.sub(lambda m: m.group(1) + rounded + m.group(2), cell.source)
+            cell.source = CORE_PATH.sub(lambda m: m.group(1) + str(core["core_reading_minutes"]) + m.group(2)
+                                        + core_run + m.group(3), cell.source)
             return
+
+
+def tag_optional_sections(nb: nbformat.NotebookNode) -> None:
+    """Tag "optional" every cell of a section whose heading ends in "(optional)", down to the next heading of the
+    same or a higher level, and untag all others: the visible mark and the cell metadata always agree. A cell belongs
+    to the section its first line is in."""
+    optional_level = None  # the level of the optional heading we are under, or None on the core path
+
+    def enter(level: int, title: str) -> None:
+        nonlocal optional_level
+        if optional_level is not None and level <= optional_level:
+            optional_level = None
+        if optional_level is None and title.rstrip().endswith("(optional)"):
+            optional_level = level
+
+    for cell in nb.cells:
+        headings = HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
+        opens_cell = bool(headings) and cell.source.lstrip().startswith("#")
+        if opens_cell:
+            enter(len(headings[0][0]), headings[0][1])
+        is_optional = optional_level is not None
+        for hashes, title in headings[1 if opens_cell else 0:]:
+            enter(len(hashes), title)
+        tags = [t for t in cell.metadata.get("tags", []) if t != OPTIONAL] + ([OPTIONAL] if is_optional else [])
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
 
 
 def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) -> dict:
     """Execute one notebook in a fresh kernel, in its own folder; return its report row."""
     nb = nbformat.read(path, as_version=4)
+    tag_optional_sections(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(path.parent)}})
     start, passed, error = time.perf_counter(), True, ""
@@ -120,12 +157,13 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) 
                 passed, error = False, str(err).splitlines()[-1] if str(err) else "cell failed"
     seconds = time.perf_counter() - start
     drop_closed_progress_bars(nb)
+    core = core_path(nb)
     if stamp and passed:
-        stamp_run_time(nb, seconds)
+        stamp_run_time(nb, seconds, core)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return {"name": path.name, "wall_seconds": round(seconds, 1), "peak_rss_mb": round(memory.peak_mb),
-            "peak_anon_mb": round(memory.peak_anon_mb), **core_path(nb),
+            "peak_anon_mb": round(memory.peak_anon_mb), **core,
             "passed": passed, **({"error": error} if error else {})}
 
 

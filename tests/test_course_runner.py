@@ -53,3 +53,35 @@ def test_committed_outputs_show_no_unfinished_progress_bars(path):
             text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
             assert not any(run_course.PROGRESS_BAR.match(line) for line in text.splitlines()), \
                 f"cell {index} keeps a progress bar's frame: execute it with scripts/run_course.py --inplace"
+
+
+def test_optional_sections_are_tagged_down_to_the_next_heading_of_their_level():
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    cells = [md("# 01 · Title\n**Core path:** ..."), md("## Core"), code("a = 1"),
+             md("## Checks (optional)\nprose"), code("b = 2"), md("### A detail\nstill optional"), code("c = 3"),
+             md("more prose\n## Back on the core path"), code("d = 4"), md("## Extra (optional)"), code("e = 5"),
+             md("## Recap")]
+    cells[2].metadata["tags"] = ["optional", "hide-input"]  # a stale tag goes, another tag stays
+    nb = nbformat.v4.new_notebook(cells=cells)
+    run_course.tag_optional_sections(nb)
+    tagged = [i for i, cell in enumerate(nb.cells) if "optional" in cell.metadata.get("tags", [])]
+    assert tagged == [3, 4, 5, 6, 7, 9, 10]
+    assert nb.cells[2].metadata["tags"] == ["hide-input"]
+
+
+def test_stamped_header_gives_the_measured_run_and_core_path_times():
+    header = nbformat.v4.new_markdown_cell(
+        "**Run time:** about 45 s on a 2-core CPU (full mode). **Core path:** about 99 min of reading and 99 s of "
+        "running; the sections marked *(optional)* can wait.")
+    nb = nbformat.v4.new_notebook(cells=[header])
+    run_course.stamp_run_time(nb, 61.0, {"core_seconds": 33.0, "core_words": 1500, "core_reading_minutes": 10})
+    assert "about 60 s on a 2-core" in header.source and "about 10 min of reading and 35 s of running" in header.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_optional_tags_agree_with_the_headings(path):
+    nb = nbformat.read(path, as_version=4)
+    before = [cell.metadata.get("tags", []) for cell in nb.cells]
+    run_course.tag_optional_sections(nb)
+    assert before == [cell.metadata.get("tags", []) for cell in nb.cells], \
+        "cell tags differ from the (optional) headings: execute it with scripts/run_course.py --inplace"
