@@ -280,3 +280,32 @@ def plot_posteriors(mu: torch.Tensor, logvar: Optional[torch.Tensor], y: torch.T
     ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$")
     ax.grid(alpha=0.2)
     return _finish(fig)
+
+
+def plot_kl_per_dimension_runs(kls: dict, actives: dict,
+                               title: str = "KL carried by each latent unit, run by run") -> plt.Figure:
+    """One row of bars per run: its KL per latent unit (latent.kl_per_dimension), active units in colour.
+
+    kls and actives map each run's name to its (latent_dim,) KL and bool mask; the rows share both axes.
+    """
+    if list(kls) != list(actives):
+        raise ValueError(f"kls and actives must name the same runs in the same order; got {list(kls)} and "
+                         f"{list(actives)}.")
+    fig, axes = plt.subplots(len(kls), 1, figsize=(8.5, 1.8 * len(kls) + 0.8), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], kls):
+        kl = kls[name].detach().double().cpu().numpy()  # (latent_dim,)
+        active = np.asarray(actives[name].cpu(), dtype=bool)
+        units = np.arange(len(kl))
+        ax.bar(units[active], kl[active], color="tab:blue")
+        ax.bar(units[~active], kl[~active], color="tab:gray")
+        ax.set_title(f"{name}: {active.sum()} of {len(kl)} units active, {kl.sum():.2f} nats in all", fontsize=10)
+        ax.set_ylabel("KL (nats)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1, 0].set_xticks(units)
+    axes[-1, 0].set_xlabel("latent unit u")
+    axes[0, 0].legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue"),
+                               plt.Rectangle((0, 0), 1, 1, color="tab:gray")],
+                      labels=["active", "inactive"], loc="upper right", fontsize=8)
+    fig.suptitle(title)
+    return _finish(fig)
