@@ -82,22 +82,37 @@ def plot_history(history: dict, keys: Sequence[str] = ("train_loss", "test_loss"
 
 
 @torch.no_grad()
-def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2-D latent space") -> plt.Figure:
-    """Decode an n x n grid of 2-D codes placed at Normal quantiles, so that each covers equal prior mass."""
-    quantiles = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
-    values = Normal(0.0, 1.0).icdf(quantiles)  # equal steps in probability, not in z
-    z = torch.cartesian_prod(values.flip(0), values)[:, [1, 0]]  # (n*n, 2): rows top to bottom = z_2 high to low
-    owner = getattr(decode, "__self__", None)  # model.decode: put z on the model's device (a GPU on Colab)
-    if isinstance(owner, torch.nn.Module):
-        z = z.to(next(owner.parameters()).device)
-    images = _as_images(decode(z))
-    fig, ax = plt.subplots(figsize=(7, 7))
-    grid = make_grid(images, nrow=n, padding=0).permute(1, 2, 0).numpy()
-    ax.imshow(grid, extent=(0, n, 0, n))
-    ticks = np.arange(n) + 0.5
-    ax.set_xticks(ticks, [f"{v:.1f}" for v in values.tolist()], rotation=90)
-    ax.set_yticks(ticks, [f"{v:.1f}" for v in values.tolist()])
-    ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$")
+def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2-D latent space",
+                  limits: Sequence[Optional[float]] = (None,)) -> plt.Figure:
+    """Decode n x n grids of 2-D codes, one panel per entry of limits, side by side.
+
+    None places the grid at Normal quantiles, so that each cell covers equal prior mass (for n = 15 it reaches only
+    +-1.83); a number L spaces the grid evenly from -L to L, e.g. limits=(None, 3.0) adds the prior's tails to 3 sigma.
+    """
+    if len(limits) == 0 or any(limit is not None and not limit > 0 for limit in limits):
+        raise ValueError(f"limits must hold None (a grid at Normal quantiles) or positive numbers (an even grid from "
+                         f"-L to L), e.g. limits=(None, 3.0); got {limits!r}.")
+    fig, axes = plt.subplots(1, len(limits), figsize=(7 * len(limits), 7.3 if len(limits) > 1 else 7), squeeze=False)
+    for ax, limit in zip(axes[0], limits):
+        if limit is None:
+            values = Normal(0.0, 1.0).icdf(torch.linspace(0.5 / n, 1 - 0.5 / n, n))  # equal steps in probability
+            name = f"at quantiles of N(0, 1), out to {values[-1]:.2f}"
+        else:
+            values = torch.linspace(-limit, limit, n)  # equal steps in z, into the tails
+            name = f"evenly spaced from {-limit:g} to {limit:g}"
+        z = torch.cartesian_prod(values.flip(0), values)[:, [1, 0]]  # (n*n, 2): rows top to bottom = z_2 high to low
+        owner = getattr(decode, "__self__", None)  # model.decode: put z on the model's device (a GPU on Colab)
+        if isinstance(owner, torch.nn.Module):
+            z = z.to(next(owner.parameters()).device)
+        grid = make_grid(_as_images(decode(z)), nrow=n, padding=0).permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+        ax.imshow(grid, extent=(0, n, 0, n))
+        ticks = np.arange(n) + 0.5
+        labels = [f"{round(v, 1) + 0.0:.1f}" for v in values.tolist()]  # + 0.0: never "-0.0"
+        ax.set_xticks(ticks, labels, rotation=90)
+        ax.set_yticks(ticks, labels)
+        ax.set(title=name if len(limits) > 1 else title, xlabel="$z_1$", ylabel="$z_2$")
+    if len(limits) > 1:
+        fig.suptitle(title)
     return _finish(fig)
 
 
@@ -307,5 +322,20 @@ def plot_kl_per_dimension_runs(kls: dict, actives: dict,
     axes[0, 0].legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue"),
                                plt.Rectangle((0, 0), 1, 1, color="tab:gray")],
                       labels=["active", "inactive"], loc="upper right", fontsize=8)
+    fig.suptitle(title)
+    return _finish(fig)
+
+
+def show_grids(grids: Sequence[torch.Tensor], titles: Sequence[str], nrow: int = 8, title: str = "") -> plt.Figure:
+    """Image grids side by side, one titled panel each: e.g. samples of two models, or from two distributions."""
+    if len(grids) != len(titles) or len(grids) == 0:
+        raise ValueError(f"give one title per grid of images; got {len(grids)} grids and {len(titles)} titles.")
+    rows = max(-(-len(images) // nrow) for images in grids)
+    fig, axes = plt.subplots(1, len(grids), figsize=(0.65 * nrow * len(grids), 0.65 * rows + 0.9), squeeze=False)
+    for ax, images, name in zip(axes[0], grids, titles):
+        grid = make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
+        ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
+        ax.set_title(name)
+        ax.axis("off")
     fig.suptitle(title)
     return _finish(fig)
