@@ -1,7 +1,7 @@
 # The course's commands. A fresh machine needs only Python 3.9+ and make:
 #   make course   set up, then run every notebook in full mode and report time and memory
-#   make test     set up, build the website, then run the unit tests, the browser test of the site and every
-#                 notebook in fast mode under nbval
+#   make test     set up, build the website, then run the unit tests, the browser tests (the site; the latent
+#                 explorer in JupyterLab) and every notebook in fast mode under nbval
 #   make test-min the unit tests again with the oldest torch and torchvision the course supports
 #                 (.ci/minimum-versions.txt), in a second environment .venv-min (a 2.7 GB download on first use)
 PYTHON   ?= python3
@@ -38,11 +38,11 @@ $(MIN_BIN)/.installed: pyproject.toml $(MINIMUMS)
 	$(MIN_BIN)/python -m pip install --quiet --constraint $(MINIMUMS) -e ".[test]"
 	touch $@
 
-# The unit tests under the minimum versions. tests/test_site.py is left out: it checks the built website in a
-# browser, which needs the docs toolchain (Sphinx, Playwright) and tests no torch code.
+# The unit tests under the minimum versions. tests/test_site.py and tests/test_lab.py are left out: they drive a
+# browser (the built website; JupyterLab), which needs the docs and lab toolchains, and test no torch code of their own.
 test-min: $(MIN_BIN)/.installed
 	$(MIN_BIN)/python -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
-	COURSE_FAST=1 $(MIN_BIN)/python -m pytest tests --ignore=tests/test_site.py -p no:cacheprovider
+	COURSE_FAST=1 $(MIN_BIN)/python -m pytest tests --ignore=tests/test_site.py --ignore=tests/test_lab.py -p no:cacheprovider
 
 # The website (Sphinx + myst-nb): renders the committed notebooks, never executes them; warnings are errors.
 docs: setup
