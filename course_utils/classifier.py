@@ -74,7 +74,8 @@ def predict_probabilities(images: torch.Tensor, classifier: Optional[nn.Module] 
     return torch.cat(parts) if parts else torch.empty(0, NUM_CLASSES)
 
 
-def predict_digits(images: torch.Tensor, classifier: Optional[nn.Module] = None, batch_size: int = 1000) -> torch.Tensor:
+def predict_digits(images: torch.Tensor, classifier: Optional[nn.Module] = None,
+                   batch_size: int = 1000) -> torch.Tensor:
     """The digit the classifier reads in each image: (N,) int64 on the CPU, for images (N, 1, 28, 28) in [0, 1]."""
     return predict_probabilities(images, classifier, batch_size).argmax(dim=1)  # (N, 10) -> (N,)
 
@@ -102,7 +103,7 @@ def class_coverage(images: torch.Tensor, classifier: Optional[nn.Module] = None)
 
 
 def label_agreement(images: torch.Tensor, y: torch.Tensor, classifier: Optional[nn.Module] = None) -> float:
-    """The fraction of images that the classifier reads as their label y (N,): e.g. for conditional samples decode(z, y)."""
+    """The fraction of images the classifier reads as their label y (N,), e.g. conditional samples decode(z, y)."""
     _check_not_empty(images)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(images),):
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
