@@ -11,7 +11,7 @@ MIN_VENV ?= .venv-min
 MIN_BIN  := $(MIN_VENV)/bin
 MINIMUMS := .ci/minimum-versions.txt
 
-.PHONY: setup course test test-min lab docs docs-test clean
+.PHONY: setup course test test-min lint lab docs docs-test clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -26,8 +26,12 @@ setup: $(BIN)/.installed
 course: setup
 	COURSE_FAST=0 $(BIN)/python scripts/run_course.py
 
-# Unit tests, the website in a browser (when chromium is there), then every notebook in fast mode under nbval.
-test: docs
+# Lint (ruff, configured in pyproject.toml) the package, tests, scripts, benchmarks and notebooks.
+lint: setup
+	$(BIN)/ruff check .
+
+# Lint, unit tests, the website in a browser (when chromium is there), then every notebook in fast mode under nbval.
+test: docs lint
 	COURSE_FAST=1 $(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 # The environment with the minimum versions: only the package and its test extra, torch and torchvision pinned

@@ -1,4 +1,5 @@
-"""What the benchmarks share: the MNIST folder, the command that ran, and their tables printed and written for the docs."""
+"""What the benchmarks share: the MNIST folder, the command that ran, and their tables, printed and written for the
+docs."""
 from __future__ import annotations
 
 import os

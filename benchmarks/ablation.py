@@ -31,7 +31,8 @@ from course_utils.train import loss_terms  # noqa: E402
 
 
 def course_loss(model, x):
-    """fit's loss: model(x), then losses.vae_loss (binary cross-entropy on the sigmoid's probabilities, as the article)."""
+    """fit's loss: model(x), then losses.vae_loss (binary cross-entropy on the sigmoid's probabilities, as the
+    article)."""
     return loss_terms(model, x)["loss"]
 
 

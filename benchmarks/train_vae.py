@@ -242,7 +242,8 @@ def main() -> int:
                 times[name].append(time.perf_counter() - start)
             # the machine's speed drifts: measure the peak between every pair of epochs and keep the best
             peaks.append(matmul_peak())
-            print(f"seed {seed} epoch {epoch:>2}: " + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in pipelines),
+            print(f"seed {seed} epoch {epoch:>2}: "
+                  + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in pipelines),
                   flush=True)
         for name in pipelines:
             losses[name]["test_loss"].append(nats_per_image(models[name], x_test))

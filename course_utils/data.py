@@ -307,7 +307,7 @@ def batches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 12
         if order is None:
             yield x[start:start + batch_size], (y[start:start + batch_size] if y is not None else None)
         else:
-            index = order[start:start + batch_size]  # index_select copies whole rows: faster than x[index] (docs: performance)
+            index = order[start:start + batch_size]  # index_select copies whole rows: faster than x[index] (docs)
             yield x.index_select(0, index), (y.index_select(0, index) if y is not None else None)
 
 

@@ -51,7 +51,8 @@ def walk(z0: torch.Tensor, z1: torch.Tensor, t: float, kind: str = "slerp",
 
 def explorer_figure(model: nn.Module, mu: torch.Tensor, y: torch.Tensor, z: Sequence[float],
                     path: torch.Tensor | None = None, title: str = "") -> plt.Figure:
-    """The codes mu (N, 2) coloured by digit y, the point z marked (and a path, if given), and the digit decoded at z."""
+    """The codes mu (N, 2) coloured by digit y, the point z marked (and a path, if given), and the digit decoded at
+    z."""
     z = torch.as_tensor(z, dtype=torch.float32).view(1, -1)  # (1, 2)
     image = decode_codes(model, z)[0, 0]  # (28, 28)
     fig, (ax, ax_image) = plt.subplots(1, 2, figsize=(8.5, 4), gridspec_kw={"width_ratios": [1.25, 1]})

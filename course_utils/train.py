@@ -43,7 +43,8 @@ class TrainConfig:
                 raise TypeError(f"{name}={value!r} must be a whole number, e.g. {name}={getattr(TrainConfig, name)}.")
         for name, ok, example in (("num_epochs", self.num_epochs >= 0, 10), ("lr", self.lr > 0, 1e-3),
                                   ("batch_size", self.batch_size >= 1, 128), ("beta", self.beta >= 0, 1.0),
-                                  ("noise_std", self.noise_std >= 0, 0.5), ("warmup_epochs", self.warmup_epochs >= 0, 5),
+                                  ("noise_std", self.noise_std >= 0, 0.5),
+                                  ("warmup_epochs", self.warmup_epochs >= 0, 5),
                                   ("free_bits", self.free_bits >= 0, 0.5)):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is out of range; a usual value is {name}={example}.")
@@ -189,7 +190,8 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
                 break
             if train["loss"] > EXPLODING:
                 warnings.warn(f"The loss is exploding in epoch {epoch}: {train['loss']:.3g} nats per image, more than "
-                              f"ten times an untrained model's. Lower the learning rate (now lr={config.lr:g}).")
+                              f"ten times an untrained model's. Lower the learning rate (now lr={config.lr:g}).",
+                              stacklevel=2)
             record = {f"train_{k}": v for k, v in train.items()}
             if test_data is not None:
                 record.update({f"test_{k}": v for k, v in evaluate(model, test_data, beta=config.beta,

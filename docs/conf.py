@@ -1,5 +1,4 @@
 """Sphinx configuration of the course website: myst-nb renders the committed notebooks without executing them."""
-import os
 import shutil
 import sys
 from pathlib import Path

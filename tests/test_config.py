@@ -42,11 +42,13 @@ def test_every_notebook_opens_in_colab_and_installs_course_utils_there(path):
     relative = path.relative_to(ROOT).as_posix()
     first_markdown = next(c.source for c in nb.cells if c.cell_type == "markdown")
     if path.parent.name == "notebooks":
-        assert f"colab.research.google.com/github/autoencoder-course/generating-images/blob/main/{relative}" in first_markdown
+        badge = f"colab.research.google.com/github/autoencoder-course/generating-images/blob/main/{relative}"
+        assert badge in first_markdown
     setup = next(c.source for c in nb.cells if c.cell_type == "code")
     assert 'if "google.colab" in sys.modules:' in setup
     assert 'COURSE_REPO = "https://github.com/autoencoder-course/generating-images"' in setup
-    assert re.search(r'^\s+!pip install --quiet "git\+\{COURSE_REPO\}"$', setup, re.M), "the install line is commented out"
+    assert re.search(r'^\s+!pip install --quiet "git\+\{COURSE_REPO\}"$', setup, re.M), \
+        "the install line is commented out"
     assert "get_device()" in setup  # the same code then runs on Colab's GPU
     assert nb.metadata.kernelspec.name == "python3"
 

@@ -37,6 +37,7 @@ def test_solutions_pass_their_checks_and_the_outputs_are_checked_by_nbval(path):
         first = cell.source.splitlines()[0]
         text = _output_text(cell)
         if "PASS" in text:
-            assert first == "# NBVAL_CHECK_OUTPUT", f"cell {index}: a passing solution whose output nbval does not check"
+            assert first == "# NBVAL_CHECK_OUTPUT", \
+                f"cell {index}: a passing solution whose output nbval does not check"
         assert not any(o.get("output_type") == "execute_result" for o in cell.outputs), \
             f"cell {index} echoes a value after the verdict: the check should return None"

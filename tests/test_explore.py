@@ -55,7 +55,8 @@ def test_explorer_figure_marks_z_and_shows_the_digit_decoded_there(model):
 def test_moving_a_slider_redraws_at_the_new_code(model, monkeypatch):
     mu, y = _codes()
     drawn = []
-    monkeypatch.setattr(explore, "explorer_figure", lambda model, mu, y, z, **kw: drawn.append(tuple(z)) or plt.figure())
+    monkeypatch.setattr(explore, "explorer_figure",
+                        lambda model, mu, y, z, **kw: drawn.append(tuple(z)) or plt.figure())
     box = explore.latent_explorer(model, mu, y)
     tabs = box.children[0]
     z1, z2 = tabs.children[0].children

@@ -72,7 +72,8 @@ def test_vae_loss_by_hand():
     bce = -(x * x_hat.log() + (1 - x) * (1 - x_hat).log()).flatten(1).sum(1)
     kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
     for beta in (0.0, 1.0, 4.0):
-        assert vae_loss(x_hat, x, mu, logvar, beta=beta).item() == pytest.approx((bce + beta * kl).mean().item(), rel=1e-5)
+        expected = (bce + beta * kl).mean().item()
+        assert vae_loss(x_hat, x, mu, logvar, beta=beta).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_reconstruction_loss_is_the_bernoulli_log_likelihood():
@@ -113,7 +114,8 @@ def test_reconstruction_loss_rejects_bad_input(bad, match):
 
 
 def test_a_decoder_without_its_sigmoid_is_named():
-    """Logits passed as x_hat (a decoder missing its sigmoid): the error says to add the sigmoid, not to divide by 255."""
+    """Logits passed as x_hat (a decoder missing its sigmoid): the error says to add the sigmoid, not to divide by
+    255."""
     with pytest.raises(ValueError, match="End the decoder with a sigmoid"):
         reconstruction_loss(torch.randn(2, 784), torch.rand(2, 784))
 

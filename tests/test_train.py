@@ -92,7 +92,7 @@ def _hand_loop(model, data, num_steps, lr=1e-3, batch_size=64, seed=0):
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x_train, y_train = data
     model.train()
-    for step, (x, y) in zip(range(num_steps), batches(x_train, y_train, batch_size, generator=shuffle)):
+    for _, (x, _) in zip(range(num_steps), batches(x_train, y_train, batch_size, generator=shuffle)):
         if isinstance(model, VAE):
             x_hat, mu, logvar = model(x)
             loss = vae_loss(x_hat, x, mu, logvar)
@@ -143,7 +143,8 @@ def test_fit_trains_through_the_model_forward_and_the_taught_loss(monkeypatch):
 
 
 def test_fit_trains_the_model_where_it_is_and_moves_nothing(monkeypatch):
-    """fit neither moves the model nor picks a device: a model built on the CPU stays there, whatever get_device says."""
+    """fit neither moves the model nor picks a device: a model built on the CPU stays there, whatever get_device
+    says."""
     import course_utils
 
     for module in vars(course_utils).values():  # wherever get_device is looked up: the best device is not the CPU
