@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 EXPLORER_NOTEBOOK = "07_generating_new_digits.ipynb"
 LAST_IMAGE = "() => { const images = document.querySelectorAll('.jp-OutputArea-output img'); " \
              "return images.length ? images[images.length - 1].src : null; }"
