@@ -119,7 +119,8 @@ def _explain_error(err: Exception) -> str:
                 "autograd forbids for inputs that need gradients: compute a new tensor instead (x = x * 2, not x *= 2)")
     if "modified by an inplace operation" in text:
         return ("a tensor that the gradients need was changed before loss.backward() ran (for example by "
-                "optimizer.step() before loss.backward()): compute the loss, call loss.backward(), then optimizer.step()")
+                "optimizer.step() before loss.backward()): compute the loss, call loss.backward(), then "
+                "optimizer.step()")
     if "numpy" in text.lower() and "grad" in text.lower():
         return ("your function converts a tensor that needs gradients to NumPy: NumPy cannot carry gradients, so "
                 "compute with torch operations instead")
@@ -376,7 +377,8 @@ def check_reconstruction_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.T
 
 
 def check_vae_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Check fn(x_hat, x, mu, logvar) -> the negative ELBO: per image BCE summed over pixels + KL, then the batch mean."""
+    """Check fn(x_hat, x, mu, logvar) -> the negative ELBO: per image BCE summed over pixels + KL, then the batch
+    mean (a 0-dim tensor)."""
     def reference(x_hat, x, mu, logvar):  # -log p(x | z) + KL(q(z | x) || N(0, I)), per image, then the batch mean
         return (_bce(x_hat, x) + _kl_to_prior(mu, logvar)).mean()
 
@@ -398,7 +400,8 @@ def check_vae_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch
     half, zeros = torch.full((2, 1, 28, 28), 0.5), torch.zeros(2, 3)
     batch, dim = _randint(g, 2, 6), _randint(g, 2, 8)
     cases = [
-        Case("x_hat = 0.5 everywhere, mu = 0, logvar = 0 (the loss is 784 * log 2)", (half, half.round(), zeros, zeros)),
+        Case("x_hat = 0.5 everywhere, mu = 0, logvar = 0 (the loss is 784 * log 2)",
+             (half, half.round(), zeros, zeros)),
         Case("a random batch of 4 images with latent_dim 3",
              (torch.rand(4, 1, 28, 28, generator=fixed).clamp(0.05, 0.95), torch.rand(4, 1, 28, 28, generator=fixed)
               .round(), torch.randn(4, 3, generator=fixed), torch.randn(4, 3, generator=fixed))),
@@ -463,7 +466,8 @@ def check_reparameterize(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     cases = [
         Case(f"{n} rows of mu = (3, -1, 0, 0.5), sigma = (0.5, 2, 1, 0.1)",
              (torch.tensor([3.0, -1.0, 0.0, 0.5]).repeat(n, 1), (2 * fixed_sigma.log()).repeat(n, 1))),
-        Case(f"{n} rows of mu and sigma drawn for this call", (fresh_mu.repeat(n, 1), (2 * fresh_sigma.log()).repeat(n, 1))),
+        Case(f"{n} rows of mu and sigma drawn for this call",
+             (fresh_mu.repeat(n, 1), (2 * fresh_sigma.log()).repeat(n, 1))),
     ]
 
     def body() -> None:
@@ -614,7 +618,8 @@ def _as_number(got: object, where: str) -> float:
 
 
 def check_threshold(fn: Callable[[torch.Tensor, float], float]) -> None:
-    """Check fn(normal_scores, max_fpr) -> a threshold that flags (score > threshold) a fraction max_fpr of normal scores.
+    """Check fn(normal_scores, max_fpr) -> a threshold that flags (score > threshold) a fraction max_fpr of the
+    normal scores.
 
     On continuous scores that is achievable to within one image, so the check asks for exactly that.
     """
@@ -668,8 +673,8 @@ def check_gaussian_posterior(fn: Callable) -> None:
                 "the pair (mean, std) of the posterior", rtol=1e-4, atol=1e-4,
                 hint="precisions add: 1 / var = 1 / prior_std**2 + 1 / noise**2; the mean weighs each source by its "
                      "precision: mean = var * (prior_mean / prior_std**2 + x / noise**2); return (mean, var ** 0.5).",
-                mistakes=[(lambda *a: closed(*a)[1] + 0 * torch.as_tensor(a[0]), "you returned the posterior's variance where its std belongs "
-                                                     "(take the square root)."),
+                mistakes=[(lambda *a: closed(*a)[1] + 0 * torch.as_tensor(a[0]),
+                           "you returned the posterior's variance where its std belongs (take the square root)."),
                           (lambda x, n, m, s: closed(x, n, 0.0, s)[0], "your mean ignores prior_mean: the prior "
                                                                        "pulls x towards prior_mean, not towards 0."),
                           (lambda x, n, m, s: closed(x, s, m, n)[0], "your mean weighs x and prior_mean the wrong way "
@@ -784,7 +789,8 @@ def check_free_bits(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tens
 
 def check_log_weights(fn: Callable[..., torch.Tensor]) -> None:
     """Check fn(log_px_z, z, mu, logvar) -> the log importance weights log p(x | z) + log N(z; 0, I)
-    - log N(z; mu, diag exp(logvar)), shape (k, B); log_px_z (k, B), z (k, B, latent_dim), mu and logvar (B, latent_dim)."""
+    - log N(z; mu, diag exp(logvar)), shape (k, B); log_px_z (k, B), z (k, B, latent_dim), mu and logvar
+    (B, latent_dim)."""
     def reference(log_px_z, z, mu, logvar):
         prior = _diagonal_gaussian(torch.zeros_like(mu), torch.zeros_like(mu))
         return log_px_z + prior.log_prob(z) - _diagonal_gaussian(mu, logvar).log_prob(z)  # (k, B)
@@ -894,7 +900,7 @@ def check_training_step(fn: Callable) -> None:
     ]
 
     def body() -> None:
-        for i, (name, model_seed, batch, make_optimizer) in enumerate(cases):
+        for name, model_seed, batch, make_optimizer in cases:
             gen = torch.Generator().manual_seed(model_seed)
             x = torch.rand(batch, 1, 28, 28, generator=gen)
             model = _tiny_autoencoder(model_seed)
