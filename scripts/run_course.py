@@ -25,6 +25,8 @@ import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from course_utils.classifier import recorded_test_accuracy
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -184,6 +186,11 @@ def markdown_table(report: dict, arguments: str) -> str:
                  f"**{reading} min** | **{report['max_peak_rss_mb']:,} MB** (largest) | "
                  f"**{report['max_peak_anon_mb']:,} MB** (largest) | |")
     mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
+    accuracy = report.get("digit_classifier_test_accuracy")
+    if accuracy is not None:
+        lines += ["", f"The digit classifier that measures generated digits (`course_utils.classifier`) reads "
+                      f"{100 * accuracy:.2f} % of the MNIST test digits correctly (its last epoch, read from its "
+                      f"checkpoint)."]
     lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}` on {report['cpu_count']} CPU cores "
               f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
               f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
@@ -223,10 +230,13 @@ def main() -> int:
     total = sum(r["wall_seconds"] for r in rows)
     report = {"mode": mode, "total_seconds": round(total, 1), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
               "max_peak_anon_mb": max(r["peak_anon_mb"] for r in rows),
-              "cpu_count": os.cpu_count(), "notebooks": rows}
+              "cpu_count": os.cpu_count(), "notebooks": rows,
+              "digit_classifier_test_accuracy": recorded_test_accuracy()}  # None until a notebook has trained it
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'total':<45} {total:>7.1f} s {report['max_peak_rss_mb']:>6} MB  -> {args.report}")
+    if report["digit_classifier_test_accuracy"] is not None:
+        print(f"digit classifier: {100 * report['digit_classifier_test_accuracy']:.2f} % test accuracy")
     if args.docs:
         out = ROOT / "docs" / "_generated" / f"course-report-{mode}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
