@@ -609,7 +609,7 @@ def _as_number(got: object, where: str) -> float:
     elif isinstance(got, (list, tuple, str, dict)) or got is None:
         raise _NotYet(f"on {where}, your function returns a {type(got).__name__}; it must give one number.")
     try:
-        value = float(got)
+        value = float(got.detach() if isinstance(got, torch.Tensor) else got)
     except Exception:
         raise _NotYet(f"on {where}, your function returns a {type(got).__name__}; it must give one number.") from None
     if not math.isfinite(value):
