@@ -182,3 +182,16 @@ def test_fast_mode_classifier_beats_chance_by_far_on_held_out_digits(monkeypatch
         warnings.simplefilter("error")
         accuracy = clf.label_agreement(x_test[held_out], y_test[held_out], model)
     assert accuracy > 0.9  # chance is 0.1
+
+
+def test_digit_classifier_is_the_same_whatever_random_numbers_were_drawn_before(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.setattr(clf, "load_mnist", tiny_mnist_loader)
+    models = []
+    for seed in (1, 2):
+        monkeypatch.setenv("COURSE_CHECKPOINTS", str(tmp_path / str(seed)))  # trains each time
+        torch.manual_seed(seed)
+        models.append(clf.digit_classifier(device="cpu", progress=False))
+    assert models[0] is not models[1]
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()):
+        assert torch.equal(a, b)
