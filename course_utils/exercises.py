@@ -149,8 +149,8 @@ def _call(fn: object, case: Case, spec: Spec, copy_args: bool = True) -> tuple[o
                           f"{name}[...] = ...): leave the inputs as they are and compute new tensors "
                           f"({name} = {name} * 2, not {name} *= 2).")
     if got is None:
-        raise _NotYet(f"your function returns None: write the return line, which gives {spec.returns} (an "
-                      f"unfinished answer, ... or pass, returns None).")
+        raise _NotYet(f"your function returns None, as an unfinished answer (... or pass) does: finish it with "
+                      f"a return line that gives {spec.returns}.")
     return got, args
 
 
