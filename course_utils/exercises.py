@@ -416,7 +416,7 @@ def check_vae_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch
 def _noise_problem(eps: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> str | None:
     """What is wrong with the noise eps = (z - mu) / sigma, (N, d), if it is not independent N(0, 1) draws.
 
-    Each statistic is compared with its spread under N(0, 1) noise (7 standard errors, or the DKW bound at
+    Each statistic is compared with its spread under N(0, 1) noise (at least 7 standard errors, or the DKW bound at
     probability 1e-9), so a right answer fails with probability below 1e-8.
     """
     n, d = eps.shape
