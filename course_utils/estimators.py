@@ -32,7 +32,8 @@ def _draw(mu: Parameter, sigma: Parameter, num_samples: int, generator: Optional
     sigma = torch.as_tensor(sigma, dtype=torch.float32).detach()
     if mu.ndim > 1 or mu.shape != sigma.shape:
         raise ValueError(f"mu and sigma must be two numbers or two 1-D tensors of the same length d; got shapes "
-                         f"{tuple(mu.shape)} and {tuple(sigma.shape)}. For d dimensions use e.g. torch.ones(d) for both.")
+                         f"{tuple(mu.shape)} and {tuple(sigma.shape)}. For d dimensions use e.g. torch.ones(d) "
+                         f"for both.")
     if not bool((sigma > 0).all()):
         raise ValueError(f"sigma={sigma.tolist()} must be > 0: it is a standard deviation "
                          f"(use sigma = exp(0.5 * logvar)).")
@@ -58,7 +59,7 @@ def _apply(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.
 
 def pathwise_gradient(f: Callable[[torch.Tensor], torch.Tensor], mu: Parameter, sigma: Parameter, num_samples: int,
                       generator: Optional[torch.Generator] = None) -> GradientSamples:
-    """Reparameterization estimates of d/dmu, d/dsigma E[f(z)]: f'(z) and f'(z) * eps, by autograd. f must be differentiable."""
+    """Reparameterization estimates of d/dmu, d/dsigma E[f(z)]: f'(z) and f'(z) * eps, by autograd (f differentiable)."""
     mu_t, sigma_t, eps = _draw(mu, sigma, num_samples, generator)
     z = mu_t + sigma_t * eps  # z = mu + sigma * eps: the randomness sits in eps, which needs no gradient
     f_z = _apply(f, z)
