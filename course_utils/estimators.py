@@ -59,7 +59,7 @@ def _apply(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.
 
 def pathwise_gradient(f: Callable[[torch.Tensor], torch.Tensor], mu: Parameter, sigma: Parameter, num_samples: int,
                       generator: Optional[torch.Generator] = None) -> GradientSamples:
-    """Reparameterization estimates of d/dmu, d/dsigma E[f(z)]: f'(z) and f'(z) * eps, by autograd (f differentiable)."""
+    """Reparameterization estimates of d/dmu, d/dsigma E[f(z)]: f'(z) and f'(z) * eps, by autograd; f differentiable."""
     mu_t, sigma_t, eps = _draw(mu, sigma, num_samples, generator)
     z = mu_t + sigma_t * eps  # z = mu + sigma * eps: the randomness sits in eps, which needs no gradient
     f_z = _apply(f, z)
