@@ -935,7 +935,8 @@ def check_training_step(fn: Callable) -> None:
                               f"batch mean of the loss, one number (loss.item() or the 0-dim loss).")
             value = _as_number(got, name)
             if not math.isclose(value, expected_loss, rel_tol=1e-4):
-                after = float(_right_loss(learner, x))
+                with torch.no_grad():
+                    after = _right_loss(learner, x).item()
                 if math.isclose(value, after, rel_tol=1e-4):
                     raise _NotYet(f"on {name}, you returned the loss after the step ({value:.6g}); return the loss "
                                   f"the step was computed from, before it ({expected_loss:.6g}).")
