@@ -184,24 +184,35 @@ def test_interpolation_and_kl_plots_have_titles_and_labels():
 
 
 def test_check_slerp(capsys):
-    assert exercises.check_slerp(slerp)
-    assert not exercises.check_slerp(lambda z0, z1, steps: None)  # the starter cell
-    assert not exercises.check_slerp(lerp)
+    exercises.check_slerp(slerp)
+    assert exercises.last_verdict.passed
+    exercises.check_slerp(lambda z0, z1, steps: None)  # the starter cell
+    assert not exercises.last_verdict.passed
+    exercises.check_slerp(lerp)
+    assert not exercises.last_verdict.passed
     def no_parallel_case(z0, z1, steps):  # Shoemake's formula without the fallback: 0 / 0 when z0 = z1
         return torch.full((steps, len(z0)), float("nan")) if torch.equal(z0, z1) else slerp(z0, z1, steps)
 
-    assert not exercises.check_slerp(no_parallel_case)
+    exercises.check_slerp(no_parallel_case)
+    assert not exercises.last_verdict.passed
     out = capsys.readouterr().out
     assert out.count("PASS") == 1 and out.count("NOT YET") == 3 and "parallel" in out
 
 
 def test_check_active_units(capsys):
-    assert exercises.check_active_units(lambda mu, threshold: mu.var(dim=0) > threshold)
-    assert exercises.check_active_units(lambda mu, threshold: mu.var(dim=0, unbiased=False) > threshold)
-    assert not exercises.check_active_units(lambda mu, threshold: None)
-    assert not exercises.check_active_units(lambda mu, threshold: mu.var(dim=1) > threshold)  # over the units
-    assert not exercises.check_active_units(lambda mu, threshold: mu.std(dim=0) > threshold)  # std, not variance
-    assert not exercises.check_active_units(lambda mu, threshold: mu.pow(2).mean(dim=0) > threshold)  # not centred
-    assert not exercises.check_active_units(lambda mu, threshold: (mu.var(dim=0) > threshold).sum())  # a count
+    exercises.check_active_units(lambda mu, threshold: mu.var(dim=0) > threshold)
+    assert exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: mu.var(dim=0, unbiased=False) > threshold)
+    assert exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: None)
+    assert not exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: mu.var(dim=1) > threshold)  # over the units
+    assert not exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: mu.std(dim=0) > threshold)  # std, not variance
+    assert not exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: mu.pow(2).mean(dim=0) > threshold)  # not centred
+    assert not exercises.last_verdict.passed
+    exercises.check_active_units(lambda mu, threshold: (mu.var(dim=0) > threshold).sum())  # a count
+    assert not exercises.last_verdict.passed
     out = capsys.readouterr().out
     assert out.count("PASS") == 2 and out.count("NOT YET") == 5
