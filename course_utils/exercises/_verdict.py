@@ -86,7 +86,7 @@ def _report(spec: Spec, body: Callable[[], None], passed: str) -> None:
 
 
 def passes(check: Callable, fn: object, *args) -> bool:
-    """Run check(fn, *args) without printing and without counting towards the hints; whether it passed."""
+    """Run ``check(fn, *args)`` without printing and without counting towards the hints; whether it passed."""
     saved = dict(_failures)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
