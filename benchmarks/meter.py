@@ -45,14 +45,15 @@ def main() -> None:
 
     classifier = digit_classifier("cpu", progress=False)
     x_test, _ = load_mnist("test")
-    rows = [("predict_digits (class coverage, label agreement)", lambda: predict_digits(x_test, classifier)),
-            ("class_coverage", lambda: class_coverage(x_test, classifier)),
-            ("classifier_features (128 per image)", lambda: classifier_features(x_test, classifier)),
-            ("frechet_distance, 5,000 against 5,000",
+    rows = [("predict_digits", "the digit read in each image (class coverage, label agreement)",
+             lambda: predict_digits(x_test, classifier)),
+            ("class_coverage", "counts, entropy and digits covered", lambda: class_coverage(x_test, classifier)),
+            ("classifier_features", "128 features per image", lambda: classifier_features(x_test, classifier)),
+            ("frechet_distance", "5,000 images against the other 5,000",
              lambda: frechet_distance(x_test[:5000], x_test[5000:], classifier))]
-    lines = ["| meter, on the 10,000 test images | seconds |", "| --- | ---: |"]
-    for name, fn in rows:
-        lines.append(f"| `{name.split(' ')[0]}`{name[len(name.split(' ')[0]):]} | {best_seconds(fn):.2f} |")
+    lines = ["| meter, on the 10,000 test images | what it computes | seconds |", "| --- | --- | ---: |"]
+    for name, what, fn in rows:
+        lines.append(f"| `{name}` | {what} | {best_seconds(fn):.2f} |")
     accuracy = test_accuracy(classifier)
     halves = frechet_distance(x_test[:5000], x_test[5000:], classifier)
     lines += ["", f"The classifier reads {100 * accuracy:.2f}% of the test digits right; the Frechet distance between "
