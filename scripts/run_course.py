@@ -4,6 +4,8 @@
     python scripts/run_course.py --inplace       # write the outputs back into notebooks/ (to commit them), with
                                                  # each notebook's measured time in its "Run time" line
     python scripts/run_course.py 06 07           # only the notebooks whose names start with these prefixes
+    COURSE_CHECKPOINTS=/tmp/empty python scripts/run_course.py --report first.json   # a first run: trains everything
+    python scripts/run_course.py --inplace --stamp-from first.json   # outputs from the saved models, times of the first
 
 Writes outputs/course-report.json: per notebook its name, wall seconds, peak resident MB of its kernel
 (children included, sampled every 50 ms) and whether it passed.
@@ -19,6 +21,7 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 import nbformat
 import psutil
@@ -141,8 +144,10 @@ def tag_optional_sections(nb: nbformat.NotebookNode) -> None:
             cell.metadata.pop("tags", None)
 
 
-def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) -> dict:
-    """Execute one notebook in a fresh kernel, in its own folder; return its report row."""
+def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False,
+                 stamp_row: Optional[dict] = None) -> dict:
+    """Execute one notebook in a fresh kernel, in its own folder; return its report row. With stamp, write its
+    measured times into its header, or those of stamp_row (a row of an earlier report) when given."""
     nb = nbformat.read(path, as_version=4)
     tag_optional_sections(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
@@ -163,7 +168,10 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False) 
     for cell in nb.cells:  # the timestamps have served: committed notebooks keep no noise (as the nbstripout hook)
         cell.metadata.pop("execution", None)
     if stamp and passed:
-        stamp_run_time(nb, seconds, core)
+        if stamp_row is not None:  # the times of a first run, which trained every model, measured before
+            stamp_run_time(nb, stamp_row["wall_seconds"], stamp_row)
+        else:
+            stamp_run_time(nb, seconds, core)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return {"name": path.name, "wall_seconds": round(seconds, 1), "peak_rss_mb": round(memory.peak_mb),
@@ -207,6 +215,9 @@ def main() -> int:
     parser.add_argument("--solutions", action="store_true", help="run the solutions notebooks instead")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds allowed per cell")
     parser.add_argument("--report", default=str(ROOT / "outputs" / "course-report.json"))
+    parser.add_argument("--stamp-from", metavar="REPORT",
+                        help="with --inplace, stamp the run times of this earlier report (e.g. a first run into an "
+                             "empty COURSE_CHECKPOINTS folder) instead of this run's")
     parser.add_argument("--docs", action="store_true",
                         help="also write the table into docs/_generated/course-report-MODE.md for the website")
     args = parser.parse_args()
@@ -222,7 +233,10 @@ def main() -> int:
     print(f"Running {len(paths)} notebooks in {mode} mode")
     for path in paths:
         out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
-        row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full")
+        earlier = ({r["name"]: r for r in json.loads(Path(args.stamp_from).read_text())["notebooks"]}
+                   if args.stamp_from else {})
+        row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full",
+                           stamp_row=earlier.get(path.name) if args.stamp_from else None)
         rows.append(row)
         print(f"{row['name']:<45} {row['wall_seconds']:>7.1f} s {row['peak_rss_mb']:>6} MB RSS "
               f"{row['peak_anon_mb']:>6} MB anon  "
