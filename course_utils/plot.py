@@ -116,7 +116,8 @@ def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2
     return _finish(fig)
 
 
-def show_interpolation(strips: Sequence[torch.Tensor], labels: Sequence[str], title: str = "Interpolation in latent space",
+def show_interpolation(strips: Sequence[torch.Tensor], labels: Sequence[str],
+                       title: str = "Interpolation in latent space",
                        xlabel: str = "t, the fraction of the way from the first image to the second") -> plt.Figure:
     """Interpolation strips, one per row: each (steps, 1, 28, 28) decoded along a path, labelled on the left."""
     if len(strips) != len(labels) or len(strips) == 0:
@@ -127,7 +128,8 @@ def show_interpolation(strips: Sequence[torch.Tensor], labels: Sequence[str], ti
     fig, axes = plt.subplots(len(strips), 1, figsize=(steps * 0.75, 1.0 * len(strips) + 0.9), squeeze=False)
     ticks = 30 * np.arange(steps) + 15  # make_grid's default padding of 2 around 28-pixel images: 30 px per image
     for ax, strip, label in zip(axes[:, 0], strips, labels):
-        ax.imshow(make_grid(_as_images(strip), nrow=steps, pad_value=1.0).permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
+        grid = make_grid(_as_images(strip), nrow=steps, pad_value=1.0)  # (3, H, W)
+        ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_yticks([])
         ax.set_xticks(ticks, [""] * steps)
@@ -237,7 +239,8 @@ def plot_roc(fpr: np.ndarray, tpr: np.ndarray, auc: Optional[float] = None, poin
 
 
 def show_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], n: int = 8, title: str = "") -> plt.Figure:
-    """Several rows of n images each, labelled on the left: e.g. noisy, denoised and clean versions of the same digits."""
+    """Several rows of n images each, labelled on the left: e.g. noisy, denoised and clean versions of the same
+    digits."""
     if len(rows) != len(labels) or len(rows) == 0:
         raise ValueError(f"give one label per row of images; got {len(rows)} rows and {len(labels)} labels.")
     fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.9, 1.1 * len(rows) + 0.3), squeeze=False)

@@ -4,7 +4,8 @@
 
 The sample: 4,000 training images and 1,000 test images, drawn without replacement from the official training and
 test sets by numpy's default_rng(2026), 400 and 100 per digit (so every digit is equally present), stored as uint8
-(N, 28, 28) images, uint8 labels and the int64 indices they have in the official files, compressed (np.savez_compressed).
+(N, 28, 28) images, uint8 labels and the int64 indices they have in the official files, compressed
+(np.savez_compressed).
 The script checks the source files' MD5 sums against the published ones, writes the sample and prints its SHA-256,
 which course_utils/sample/PROVENANCE.md records and the tests check.
 """

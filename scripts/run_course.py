@@ -78,6 +78,19 @@ def drop_closed_progress_bars(nb: nbformat.NotebookNode) -> None:
                                     and PROGRESS_BAR.match(o.data.get("text/plain", "")))]
 
 
+WIDGET_NOTE = "An interactive widget: run this notebook in JupyterLab or Colab to use it (a still view follows)."
+
+
+def note_widgets(nb: nbformat.NotebookNode) -> None:
+    """Saved without its state, a widget cannot be drawn outside a live kernel: its text stand-in (what GitHub's viewer
+    shows) says so, instead of the widget's repr; the notebook keeps no widget state (its figures would bloat it)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if WIDGET in output.get("data", {}):
+                output.data["text/plain"] = WIDGET_NOTE
+
+
 def core_path(nb: nbformat.NotebookNode) -> dict:
     """The core path (cells not tagged "optional"): its measured run time, from nbclient's per-cell timestamps, and
     its reading time, estimated from its word count at WORDS_PER_MINUTE."""
@@ -150,7 +163,8 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False,
     measured times into its header, or those of stamp_row (a row of an earlier report) when given."""
     nb = nbformat.read(path, as_version=4)
     tag_optional_sections(nb)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
+    # store_widget_state=True: with False, nbclient fails on Output widgets (a KeyError); note_widgets drops the state
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(path.parent)}})
     start, passed, error = time.perf_counter(), True, ""
     with client.setup_kernel():
@@ -164,6 +178,7 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False,
                 passed, error = False, str(err).splitlines()[-1] if str(err) else "cell failed"
     seconds = time.perf_counter() - start
     drop_closed_progress_bars(nb)
+    note_widgets(nb)
     core = core_path(nb)
     for cell in nb.cells:  # the timestamps have served: committed notebooks keep no noise (as the nbstripout hook)
         cell.metadata.pop("execution", None)

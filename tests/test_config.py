@@ -36,21 +36,37 @@ def test_there_is_one_notebook_per_chapter_in_order():
     assert numbers == list(range(1, len(names) + 1)) and len(names) >= 8
 
 
+BADGE = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w./-]+?)/"
+                   r"(notebooks/[\w/.-]+\.ipynb)")
+SETUP = re.compile(r'COURSE_REPO, COURSE_REF = "https://github\.com/([\w.-]+/[\w.-]+)", "([\w./-]+)"')
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_notebook_opens_in_colab_and_installs_course_utils_there(path):
+def test_every_notebook_opens_in_colab_and_installs_the_same_branch_there(path):
+    """The badge, COURSE_REPO and COURSE_REF name one repository and one branch, and the install keeps Colab's torch."""
     nb = nbformat.read(path, as_version=4)
-    relative = path.relative_to(ROOT).as_posix()
-    first_markdown = next(c.source for c in nb.cells if c.cell_type == "markdown")
-    if path.parent.name == "notebooks":
-        badge = f"colab.research.google.com/github/autoencoder-course/generating-images/blob/main/{relative}"
-        assert badge in first_markdown
     setup = next(c.source for c in nb.cells if c.cell_type == "code")
     assert 'if "google.colab" in sys.modules:' in setup
-    assert 'COURSE_REPO = "https://github.com/autoencoder-course/generating-images"' in setup
-    assert re.search(r'^\s+!pip install --quiet "git\+\{COURSE_REPO\}"$', setup, re.M), \
-        "the install line is commented out"
+    repo, ref = SETUP.search(setup).groups()
+    assert re.search(r'^\s+!pip install --quiet "git\+\{COURSE_REPO\}@\{COURSE_REF\}"', setup, re.M), \
+        "the install line must install COURSE_REPO at COURSE_REF (and not be commented out)"
+    install = re.search(r"!pip install ([^#\n]*)", setup).group(1)  # the command, without its comment
+    assert not any(word in install for word in ("--upgrade", "-U ", "--force", "torch")), \
+        f"the install must keep Colab's own torch: {install}"
+    if path.parent.name == "notebooks":
+        first_markdown = next(c.source for c in nb.cells if c.cell_type == "markdown")
+        badge = BADGE.search(first_markdown)
+        assert badge, "no Colab badge in the first markdown cell"
+        assert badge.groups() == (repo, ref, path.relative_to(ROOT).as_posix()), \
+            f"the badge opens {badge.groups()}, the setup cell installs {repo}@{ref}"
     assert "get_device()" in setup  # the same code then runs on Colab's GPU
     assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_the_colab_check_catches_a_badge_on_another_branch():
+    cell = 'https://colab.research.google.com/github/a/b/blob/dev/notebooks/01_x.ipynb'
+    setup = 'COURSE_REPO, COURSE_REF = "https://github.com/a/b", "main"'
+    assert BADGE.search(cell).groups()[:2] != SETUP.search(setup).groups()
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parent.name == "notebooks"], ids=lambda p: p.name)

@@ -85,3 +85,13 @@ def test_committed_optional_tags_agree_with_the_headings(path):
     run_course.tag_optional_sections(nb)
     assert before == [cell.metadata.get("tags", []) for cell in nb.cells], \
         "cell tags differ from the (optional) headings: execute it with scripts/run_course.py --inplace"
+
+
+def test_a_saved_widget_says_what_it_is_and_no_widget_state_is_kept():
+    cell = nbformat.v4.new_code_cell("latent_explorer(model, mu, y)")
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={run_course.WIDGET: {"model_id": "a"},
+                                                                   "text/plain": "VBox(children=(Tab(..."})]
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"state": {"a": {}}}})
+    run_course.note_widgets(nb)
+    assert "widgets" not in nb.metadata
+    assert cell.outputs[0].data["text/plain"] == run_course.WIDGET_NOTE and run_course.WIDGET in cell.outputs[0].data
