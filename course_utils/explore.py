@@ -6,6 +6,7 @@ viewer and nbval cannot move a slider).
 """
 from __future__ import annotations
 
+import io
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -68,11 +69,17 @@ def explorer_figure(model: nn.Module, mu: torch.Tensor, y: torch.Tensor, z: Sequ
     return _finish(fig)
 
 
+def _png(fig: plt.Figure) -> bytes:
+    """The figure as PNG bytes, for an ipywidgets.Image."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
 def latent_explorer(model: nn.Module, mu: torch.Tensor, y: torch.Tensor):
     """A widget: sliders over z = (z_1, z_2) and the digit decoded there, drawn over the codes mu (N, 2) of digits y;
     a second tab walks a path (lerp or slerp) between the codes of two of those images, chosen by index."""
     import ipywidgets as widgets
-    from IPython.display import display
 
     if mu.ndim != 2 or mu.shape[1] != 2:
         raise ValueError(f"the explorer draws 2-D codes: mu must be (N, 2); got {tuple(mu.shape)}.")
@@ -85,7 +92,7 @@ def latent_explorer(model: nn.Module, mu: torch.Tensor, y: torch.Tensor):
     tabs = widgets.Tab(children=[widgets.VBox([z1, z2]), widgets.VBox([widgets.HBox([first, second]), kind, t])])
     tabs.set_title(0, "point")
     tabs.set_title(1, "path")
-    out = widgets.Output()
+    image = widgets.Image(format="png")
 
     def redraw(_=None) -> None:
         if tabs.selected_index == 1:
@@ -95,15 +102,13 @@ def latent_explorer(model: nn.Module, mu: torch.Tensor, y: torch.Tensor):
                                         f"{second.value} (digit {int(y[second.value])})")
         else:
             fig = explorer_figure(model, mu, y, (z1.value, z2.value))
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        image.value = _png(fig)
 
     for control in (z1, z2, first, second, kind, t):
         control.observe(redraw, names="value")
     tabs.observe(redraw, names="selected_index")
     redraw()
-    return widgets.VBox([tabs, out])
+    return widgets.VBox([tabs, image])
 
 
 def beta_figure(result: dict, title: str = "") -> plt.Figure:
@@ -138,22 +143,18 @@ def beta_figure(result: dict, title: str = "") -> plt.Figure:
 def beta_explorer(results: Sequence[dict]):
     """A widget: a slider over the betas of results (one dict per trained model, see beta_figure) and its view."""
     import ipywidgets as widgets
-    from IPython.display import display
 
     by_beta = {f"{r['beta']:g}": r for r in results}
     choice = widgets.SelectionSlider(options=list(by_beta), value=list(by_beta)[0], description="beta",
                                      continuous_update=False)
-    out = widgets.Output()
+    image = widgets.Image(format="png")
 
     def redraw(_=None) -> None:
-        fig = beta_figure(by_beta[choice.value])
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        image.value = _png(beta_figure(by_beta[choice.value]))
 
     choice.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([choice, out])
+    return widgets.VBox([choice, image])
 
 
 @torch.no_grad()

@@ -163,8 +163,7 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False,
     measured times into its header, or those of stamp_row (a row of an earlier report) when given."""
     nb = nbformat.read(path, as_version=4)
     tag_optional_sections(nb)
-    # store_widget_state=True: with False, nbclient fails on Output widgets (a KeyError); note_widgets drops the state
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                             resources={"metadata": {"path": str(path.parent)}})
     start, passed, error = time.perf_counter(), True, ""
     with client.setup_kernel():

@@ -18,8 +18,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 EXPLORER_NOTEBOOK = "07_generating_new_digits.ipynb"
-LAST_IMAGE = "() => { const images = document.querySelectorAll('.jp-OutputArea-output img'); " \
-             "return images.length ? images[images.length - 1].src : null; }"
 
 
 def _missing(reason: str):
@@ -89,8 +87,7 @@ def test_the_latent_explorer_redraws_the_digit_when_a_slider_moves(lab, tmp_path
             (ROOT / "outputs").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "outputs" / "lab-failure.png"), full_page=True)  # what CI saw
             raise
-        page.wait_for_function(f"() => ({LAST_IMAGE})() !== null")
-        widget_output = page.locator(".widget-output img").first
+        widget_output = page.locator("img.widget-image").first  # the explorer's figure, an ipywidgets.Image
         widget_output.wait_for(timeout=60_000)
         before = widget_output.get_attribute("src")
         readout = explorer.locator(".widget-readout")
@@ -98,7 +95,7 @@ def test_the_latent_explorer_redraws_the_digit_when_a_slider_moves(lab, tmp_path
         page.keyboard.press("Control+A")
         page.keyboard.type("2")
         page.keyboard.press("Enter")
-        page.wait_for_function("b => { const img = document.querySelector('.widget-output img'); "
+        page.wait_for_function("b => { const img = document.querySelector('img.widget-image'); "
                                "return img && img.src !== b; }", arg=before, timeout=60_000)
         page.screenshot(path=str(tmp_path / "explorer.png"))
         assert readout.inner_text().strip() == "2.00"
