@@ -7,7 +7,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch.distributions import Normal
-from torchvision.utils import make_grid
+
+
+def _make_grid(images: torch.Tensor, **kwargs) -> torch.Tensor:
+    """torchvision.utils.make_grid, imported when a grid is drawn: course_utils imports without torchvision (a CPU-only
+    torch may have no matching torchvision), and only the image grids need it."""
+    from torchvision.utils import make_grid
+
+    return make_grid(images, **kwargs)
 
 
 def _finish(fig: plt.Figure) -> plt.Figure:
@@ -27,7 +34,7 @@ def _as_images(x: torch.Tensor) -> torch.Tensor:
 
 def show_grid(images: torch.Tensor, nrow: int = 8, title: str = "", figsize: Optional[tuple] = None) -> plt.Figure:
     """A grid of images (B, 1, 28, 28) with torchvision's make_grid, nrow images per row."""
-    grid = make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
+    grid = _make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
     rows = -(-len(images) // nrow)
     scale = min(0.8, 10 / nrow)  # inches per image, at most 10 inches wide
     fig, ax = plt.subplots(figsize=figsize or (nrow * scale, rows * scale + 0.5))
@@ -43,7 +50,7 @@ def show_reconstructions(x: torch.Tensor, x_hat: torch.Tensor, n: int = 8, title
     rows = [_as_images(x)[:n], _as_images(x_hat)[:n]]
     fig, axes = plt.subplots(2, 1, figsize=(n * 0.9, 2.4))
     for ax, images, label in zip(axes, rows, labels):
-        ax.imshow(make_grid(images, nrow=n, pad_value=1.0).permute(1, 2, 0).numpy())
+        ax.imshow(_make_grid(images, nrow=n, pad_value=1.0).permute(1, 2, 0).numpy())
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -104,7 +111,7 @@ def show_manifold(decode, n: int = 15, title: str = "The learned manifold of a 2
         owner = getattr(decode, "__self__", None)  # model.decode: put z on the model's device (a GPU on Colab)
         if isinstance(owner, torch.nn.Module):
             z = z.to(next(owner.parameters()).device)
-        grid = make_grid(_as_images(decode(z)), nrow=n, padding=0).permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+        grid = _make_grid(_as_images(decode(z)), nrow=n, padding=0).permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
         ax.imshow(grid, extent=(0, n, 0, n))
         ticks = np.arange(n) + 0.5
         labels = [f"{round(v, 1) + 0.0:.1f}" for v in values.tolist()]  # + 0.0: never "-0.0"
@@ -128,7 +135,7 @@ def show_interpolation(strips: Sequence[torch.Tensor], labels: Sequence[str],
     fig, axes = plt.subplots(len(strips), 1, figsize=(steps * 0.75, 1.0 * len(strips) + 0.9), squeeze=False)
     ticks = 30 * np.arange(steps) + 15  # make_grid's default padding of 2 around 28-pixel images: 30 px per image
     for ax, strip, label in zip(axes[:, 0], strips, labels):
-        grid = make_grid(_as_images(strip), nrow=steps, pad_value=1.0)  # (3, H, W)
+        grid = _make_grid(_as_images(strip), nrow=steps, pad_value=1.0)  # (3, H, W)
         ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_yticks([])
@@ -245,7 +252,7 @@ def show_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], n: int 
         raise ValueError(f"give one label per row of images; got {len(rows)} rows and {len(labels)} labels.")
     fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.9, 1.1 * len(rows) + 0.3), squeeze=False)
     for ax, images, label in zip(axes[:, 0], rows, labels):
-        grid = make_grid(_as_images(images)[:n], nrow=n, pad_value=1.0)  # (3, H, W)
+        grid = _make_grid(_as_images(images)[:n], nrow=n, pad_value=1.0)  # (3, H, W)
         ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
         ax.set_ylabel(label, rotation=0, ha="right", va="center")
         ax.set_xticks([])
@@ -336,7 +343,7 @@ def show_grids(grids: Sequence[torch.Tensor], titles: Sequence[str], nrow: int =
     rows = max(-(-len(images) // nrow) for images in grids)
     fig, axes = plt.subplots(1, len(grids), figsize=(0.65 * nrow * len(grids), 0.65 * rows + 0.9), squeeze=False)
     for ax, images, name in zip(axes[0], grids, titles):
-        grid = make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
+        grid = _make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)  # (3, H, W)
         ax.imshow(grid.permute(1, 2, 0).numpy())  # (3, H, W) -> (H, W, 3)
         ax.set_title(name)
         ax.axis("off")

@@ -37,3 +37,17 @@ def test_check_env_hints_at_missing_data(capsys):
     out = capsys.readouterr().out
     assert "torch" in out and "device" in out
     assert any("COURSE_DATA" in hint for hint in hints)
+
+
+def test_course_utils_imports_without_torchvision():
+    """A CPU-only torch may come without a matching torchvision (Binder's build): importing the package, its models,
+    losses, training and plots must not need it; only drawing an image grid or downloading does."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torchvision'] = None\n"  # import torchvision now raises ImportError
+            "import course_utils.plot, course_utils.train, course_utils.checkpoints, course_utils.explore\n"
+            "import course_utils.classifier, course_utils.frechet, course_utils.likelihood, course_utils.exercises\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
