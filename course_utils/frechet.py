@@ -2,9 +2,9 @@
 
 Heusel et al. (2017), "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium", score a
 generator by fitting a Gaussian to the features of real images and one to those of generated images, in the last
-hidden layer of a trained classifier, and measuring the Frechet (2-Wasserstein) distance between the two Gaussians:
+hidden layer of a trained classifier, and measuring the Frechet (2-Wasserstein) distance between the two Gaussians::
 
-    d^2 = |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)).
+    d^2 = ||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))
 
 FID uses an Inception network on photographs; here the features are those of the course's digit classifier
 (course_utils.classifier.digit_classifier), so the numbers are comparable only with each other, not with FID scores.
