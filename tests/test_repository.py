@@ -34,7 +34,7 @@ def test_the_citation_file_is_valid_and_names_the_repository_the_notebooks_insta
     assert result.returncode == 0, result.stdout + result.stderr
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     setup_cell = nbformat.read(ROOT / "notebooks" / "01_autoencoder.ipynb", as_version=4).cells[2].source
-    assert f'COURSE_REPO = "{citation["repository-code"]}"' in setup_cell
+    assert f'COURSE_REPO, COURSE_REF = "{citation["repository-code"]}"' in setup_cell
 
 
 def test_the_licences_are_where_pyproject_says():
