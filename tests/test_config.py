@@ -109,3 +109,26 @@ def test_the_device_check_finds_a_model_left_on_the_cpu():
     source = "class VAE(nn.Module):\na = VAE(latent_dim=2).to(device)\nb = VAE(latent_dim=f(2))\n"
     calls = _constructor_calls(source, set(MODEL_CLASSES))
     assert calls == [("VAE", ".to(device)"), ("VAE", "")]
+
+
+# What a notebook imports -> the distribution that provides it (names that differ from their import name).
+PROVIDED_BY = {"sklearn": "scikit-learn", "IPython": "ipykernel", "course_utils": "course_utils"}
+
+
+def test_every_package_a_notebook_imports_is_a_declared_dependency():
+    """A package that arrives only as another package's dependency can vanish with it (pandas did with mlxtend)."""
+    import sys
+
+    declared = {name_of(r) for r in PYPROJECT["project"]["dependencies"]}
+    declared |= {name_of(r) for r in PYPROJECT["project"]["optional-dependencies"]["lab"]} | {name_of("course_utils")}
+    missing = set()
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for module in re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", cell.source, re.M):
+                if module in sys.stdlib_module_names:
+                    continue
+                if name_of(PROVIDED_BY.get(module, module)) not in declared:
+                    missing.add(f"{module} ({path.name})")
+    assert not missing, f"imported by notebooks but not declared in pyproject.toml: {sorted(missing)}"
