@@ -176,6 +176,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
     optimizer = make_optimizer(model, config)
     history: dict[str, list[float]] = {"epoch": [], "seconds": []}
     finished = copy.deepcopy(model.state_dict())
+    grad_mode = torch.is_grad_enabled()
     try:
         for epoch in range(1, config.num_epochs + 1):
             start = time.perf_counter()
@@ -204,6 +205,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
             if progress:
                 print(_epoch_line(history, config.num_epochs))
     except KeyboardInterrupt:
+        torch.set_grad_enabled(grad_mode)  # a stop inside optimizer.step (autograd off there) must not leave it off
         model.load_state_dict(finished)
         print(f"Interrupted: the model and history are those of epoch {len(history['epoch'])}, the last one finished.")
     model.eval()

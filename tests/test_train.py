@@ -75,6 +75,20 @@ def test_interrupt_keeps_the_last_finished_epoch(monkeypatch):
     assert evaluate(model, blobs(seed=1))["loss"] == pytest.approx(history["test_loss"][0], rel=1e-6)
 
 
+def test_an_interrupt_inside_a_no_grad_step_leaves_autograd_on(monkeypatch):
+    """optimizer.step runs with autograd off; the stop button can land there, and the next cell must still train."""
+    def step_interrupted_without_grad(self, *args, **kwargs):
+        torch.set_grad_enabled(False)  # what step's decorator does on entry, before it could restore the mode
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_interrupted_without_grad)
+    try:
+        fit(VAE(latent_dim=4, hidden_dim=32), blobs(), num_epochs=2, batch_size=64, progress=False)
+        assert torch.is_grad_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+
+
 def test_fit_rejects_bad_settings():
     with pytest.raises(ValueError, match="lr"):
         fit(VAE(), blobs(), lr=0)
