@@ -10,12 +10,11 @@ import io
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from torch import nn
 
 from .latent import lerp, slerp
-from .plot import _finish
+from .plot import _finish, _make_grid, draw_posteriors
 
 PATHS: dict[str, Callable] = {"lerp": lerp, "slerp": slerp}  # the two walks of notebook 07
 
@@ -117,20 +116,11 @@ def beta_figure(result: dict, title: str = "") -> plt.Figure:
     result holds 'beta', 'mu', 'logvar', 'y' (codes of some test digits), 'samples' (images) and 'rate',
     'distortion' (nats per image), as beta_results returns them.
     """
-    from matplotlib.patches import Ellipse
-    from torchvision.utils import make_grid
-
     fig, (ax, ax_samples) = plt.subplots(1, 2, figsize=(9, 4.3))
-    angle = np.linspace(0, 2 * np.pi, 200)
-    for radius in (1, 2, 3):
-        ax.plot(radius * np.cos(angle), radius * np.sin(angle), color="black", lw=1, ls="--")
-    colors = plt.get_cmap("tab10")(np.asarray(result["y"]) % 10)
-    half = 2 * torch.exp(0.5 * result["logvar"]).numpy()  # (n, 2) two standard deviations
-    for center, (w, h), color in zip(result["mu"].numpy(), half, colors):
-        ax.add_patch(Ellipse(tuple(center), 2 * w, 2 * h, facecolor=color, edgecolor=color, alpha=0.25, lw=0.5))
+    draw_posteriors(ax, result["mu"], result["logvar"], result["y"])  # the prior's circles, ellipses mu +- 2 sigma
     ax.set(xlim=(-4, 4), ylim=(-4, 4), aspect="equal", xlabel="$z_1$", ylabel="$z_2$",
            title=f"beta = {result['beta']:g}: posteriors mu ± 2σ over N(0, I)")
-    grid = make_grid(result["samples"], nrow=8, padding=2, pad_value=1.0)  # (3, H, W)
+    grid = _make_grid(result["samples"], nrow=8, padding=2, pad_value=1.0)  # (3, H, W)
     ax_samples.imshow(grid.permute(1, 2, 0).numpy())
     ax_samples.axis("off")
     ax_samples.set_title(f"samples from the prior\nrate {result['rate']:.1f} nats, "

@@ -261,6 +261,28 @@ def show_image_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], n: int 
     return _finish(fig)
 
 
+def draw_posteriors(ax: plt.Axes, mu: torch.Tensor, logvar: Optional[torch.Tensor], y, num_sigma: float = 2.0) -> float:
+    """On ax, the prior's 1, 2 and 3 sigma circles and each 2-D posterior as an ellipse mu +- num_sigma sigma,
+    coloured by digit (points when logvar is None); returns how far from the origin the drawing reaches."""
+    from matplotlib.patches import Ellipse
+
+    mu = mu.detach().double().cpu().numpy()  # (n, 2)
+    colors = plt.get_cmap("tab10")(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y) % 10)
+    angle = np.linspace(0, 2 * np.pi, 200)
+    for radius in (1, 2, 3):  # the prior N(0, I): 1, 2 and 3 standard deviations from the origin
+        ax.plot(radius * np.cos(angle), radius * np.sin(angle), color="black", lw=1.2, ls="--",
+                label="prior N(0, I): 1, 2, 3 σ" if radius == 1 else None)
+    if logvar is None:
+        ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=4, alpha=0.7)
+        return np.abs(mu).max(initial=3.0)
+    half = num_sigma * np.exp(0.5 * logvar.detach().double().cpu().numpy())  # (n, 2) num_sigma * sigma
+    for center, (w, h), color in zip(mu, half, colors):
+        ax.add_patch(Ellipse(tuple(center), width=2 * w, height=2 * h, facecolor=color, edgecolor=color,
+                             alpha=0.25, lw=0.6))
+    ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=3)
+    return np.max(np.abs(mu) + half, initial=3.0)
+
+
 def plot_posteriors(mu: torch.Tensor, logvar: Optional[torch.Tensor], y: torch.Tensor, n: Optional[int] = None,
                     num_sigma: float = 2.0, title: str = "Posteriors q(z | x) over the prior N(0, I)") -> plt.Figure:
     """2-D codes over the prior's 1, 2 and 3 sigma circles: each of the first n posteriors as an ellipse mu +- num_sigma
@@ -275,26 +297,9 @@ def plot_posteriors(mu: torch.Tensor, logvar: Optional[torch.Tensor], y: torch.T
                          f"(mu, logvar) together, or logvar=None for an autoencoder's codes.")
     if len(y) != len(mu):
         raise ValueError(f"give one label per code: {len(mu)} codes but {len(y)} labels.")
-    from matplotlib.patches import Ellipse
     n = len(mu) if n is None else min(int(n), len(mu))
-    mu = mu[:n].detach().double().cpu().numpy()            # (n, 2)
-    labels = np.asarray(y[:n].cpu() if isinstance(y, torch.Tensor) else y[:n])
-    colors = plt.get_cmap("tab10")(labels % 10)
     fig, ax = plt.subplots(figsize=(6, 5.4))
-    angle = np.linspace(0, 2 * np.pi, 200)
-    for radius in (1, 2, 3):  # the prior N(0, I): 1, 2 and 3 standard deviations from the origin
-        ax.plot(radius * np.cos(angle), radius * np.sin(angle), color="black", lw=1.2, ls="--",
-                label="prior N(0, I): 1, 2, 3 σ" if radius == 1 else None)
-    if logvar is None:
-        ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=4, alpha=0.7)
-        reach = np.abs(mu).max(initial=3.0)
-    else:
-        half = num_sigma * np.exp(0.5 * logvar[:n].detach().double().cpu().numpy())  # (n, 2) num_sigma * sigma
-        for center, (w, h), color in zip(mu, half, colors):
-            ax.add_patch(Ellipse(tuple(center), width=2 * w, height=2 * h, facecolor=color, edgecolor=color,
-                                 alpha=0.25, lw=0.6))
-        ax.scatter(mu[:, 0], mu[:, 1], c=colors, s=3)
-        reach = np.max(np.abs(mu) + half, initial=3.0)
+    reach = draw_posteriors(ax, mu[:n], None if logvar is None else logvar[:n], y[:n], num_sigma)
     reach = 1.05 * max(reach, 3.2)
     ax.set_xlim(-reach, reach)
     ax.set_ylim(-reach, reach)

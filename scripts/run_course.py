@@ -243,12 +243,12 @@ def main() -> int:
         return 2
     mode = "fast" if os.environ.get("COURSE_FAST", "0") not in ("", "0") else "full"
     os.environ.pop("MPLBACKEND", None)  # the kernels inherit it: with MPLBACKEND=Agg no figure reaches the outputs
+    earlier = ({r["name"]: r for r in json.loads(Path(args.stamp_from).read_text())["notebooks"]}
+               if args.stamp_from else {})  # the rows of a first run, to stamp
     rows = []
     print(f"Running {len(paths)} notebooks in {mode} mode")
     for path in paths:
         out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
-        earlier = ({r["name"]: r for r in json.loads(Path(args.stamp_from).read_text())["notebooks"]}
-                   if args.stamp_from else {})
         row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full",
                            stamp_row=earlier.get(path.name) if args.stamp_from else None)
         rows.append(row)
