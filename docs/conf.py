@@ -34,4 +34,11 @@ html_theme_options = {
     "show_navbar_depth": 1,
     "home_page_in_toc": True,
     "use_download_button": True,
+    # A notebook page gives its code the full width (see _static/course.css): no right sidebar there; its section
+    # list moves to the left sidebar, under the course's pages.
+    "secondary_sidebar_items": {"*": ["page-toc"], "notebooks/**": []},
 }
+html_sidebars = {"notebooks/**": ["navbar-logo.html", "icon-links.html", "search-button-field.html",
+                                  "sbt-sidebar-nav.html", "page-toc.html"]}
+html_static_path = ["_static"]
+html_css_files = ["course.css"]

@@ -92,6 +92,15 @@ def test_notebook_page_renders(site_url, browser, page):
     dead = [link for link in sorted(internal) if not _served(urllib.parse.unquote(link[len(site_url):]))]
     assert dead == [], f"broken internal links: {dead}"
 
+    # Notebook code is at most 120 characters wide (ruff's line-length); the page shows such lines whole, without a
+    # horizontal scrollbar (docs/_static/course.css), on a 1280-pixel screen.
+    cells = tab.evaluate("""Array.from(document.querySelectorAll('div.cell_input pre')).map(pre => ({
+        scroll: pre.scrollWidth, width: pre.clientWidth,
+        longest: Math.max(...pre.innerText.split('\\n').map(line => line.length))}))""")
+    assert cells, "the page shows no code cell"
+    scrolling = [cell for cell in cells if cell["scroll"] > cell["width"]]
+    assert scrolling == [], f"code cells with a horizontal scrollbar at 1280 px (longest line, pixels): {scrolling}"
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SHOTS / f"{page.as_posix().replace('/', '_')}.png"), full_page=False)
     tab.close()
