@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .diffusion import NoisePredictor
 from .validate import check_device, check_image_shape
+from .vq import Quantized, quantize
+
+__all__ = ["IMAGE_SIZE", "NUM_CLASSES", "VAEOutput", "Autoencoder", "GaussianVAE", "VAE", "ConditionalVAE",
+           "ConvAutoencoder", "ConvVAE", "DigitClassifier", "VQVAEOutput", "VQVAE", "NoisePredictor"]
 
 IMAGE_SIZE = 28 * 28  # MNIST pixels per image
 NUM_CLASSES = 10
@@ -231,3 +236,53 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 1, 28, 28) -> logits (B, 10), one score per digit (softmax gives probabilities)."""
         return self.head(self.features(x))
+
+
+class VQVAEOutput(NamedTuple):
+    """What a VQVAE's forward pass returns: x_hat, z_e, z_q, indices = model(x)."""
+    x_hat: torch.Tensor    # (B, 1, 28, 28) reconstruction, pixel probabilities in [0, 1]
+    z_e: torch.Tensor      # (B, num_slots, code_dim) the encoder's output, before quantization
+    z_q: torch.Tensor      # (B, num_slots, code_dim) the nearest codes (straight-through gradient to z_e)
+    indices: torch.Tensor  # (B, num_slots) int64, which code each slot took
+
+
+class VQVAE(nn.Module):
+    """A vector-quantized autoencoder (van den Oord et al. 2017) with the VAE's layers: 784 -> hidden_dim -> num_slots
+    vectors of code_dim, each replaced by the nearest of num_codes codes, then code_dim * num_slots -> hidden_dim ->
+    784. An image becomes num_slots whole numbers, each in 0..num_codes - 1."""
+
+    def __init__(self, num_codes: int = 64, code_dim: int = 4, num_slots: int = 10, hidden_dim: int = 400):
+        super().__init__()
+        self.num_codes, self.code_dim, self.num_slots, self.hidden_dim = num_codes, code_dim, num_slots, hidden_dim
+        self.fc1 = nn.Linear(IMAGE_SIZE, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, num_slots * code_dim)
+        self.codebook = nn.Parameter(torch.empty(num_codes, code_dim).normal_())
+        self.fc3 = nn.Linear(num_slots * code_dim, hidden_dim)
+        self.fc4 = nn.Linear(hidden_dim, IMAGE_SIZE)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) -> z_e (B, num_slots, code_dim), the continuous vectors before quantization."""
+        h = F.relu(self.fc1(_flat(self, x)))  # (B, 784) -> (B, hidden_dim)
+        z_e = self.fc2(h).view(-1, self.num_slots, self.code_dim)  # (B, num_slots * code_dim) -> (B, S, D)
+        return F.normalize(z_e, dim=-1)  # unit length: see quantize
+
+    def quantize(self, z_e: torch.Tensor) -> Quantized:
+        """z_e (B, num_slots, code_dim) -> z_q of that shape (nearest codes, straight-through), indices (B, S)."""
+        codebook = F.normalize(self.codebook, dim=1)  # (K, D) unit-length codes
+        z_q, indices = quantize(z_e.reshape(-1, self.code_dim), codebook)  # (B * S, D) vectors, one by one
+        return Quantized(z_q.view_as(z_e), indices.view(z_e.shape[:2]))  # back to (B, S, D) and (B, S)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Codes z_q (B, num_slots, code_dim) -> images x_hat (B, 1, 28, 28) in [0, 1]."""
+        h = F.relu(self.fc3(z_q.flatten(1)))  # (B, S, D) -> (B, S * D) -> (B, hidden_dim)
+        return _image(torch.sigmoid(self.fc4(h)))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, num_slots) -> images (B, 1, 28, 28): what a prior over the indices would be decoded by."""
+        return self.decode(F.normalize(self.codebook, dim=1)[indices])  # (B, S) -> (B, S, D) -> images
+
+    def forward(self, x: torch.Tensor) -> VQVAEOutput:
+        """Images x (B, 1, 28, 28) -> x_hat, z_e, z_q, indices: encode, quantize, decode."""
+        z_e = self.encode(x)
+        z_q, indices = self.quantize(z_e)
+        return VQVAEOutput(self.decode(z_q), z_e, z_q, indices)

@@ -15,9 +15,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import batches
+from .diffusion import diffusion_loss
 from .losses import free_bits_kl, kl_divergence, reconstruction_loss, vae_loss
-from .models import ConditionalVAE, DigitClassifier, VAEOutput
-from .validate import NotFiniteError, check_images
+from .models import VQVAE, ConditionalVAE, DigitClassifier, NoisePredictor, VAEOutput
+from .validate import NotFiniteError, check_images, check_tensor
+from .vq import codebook_loss, commitment_loss, perplexity
 
 Data = tuple[torch.Tensor, Optional[torch.Tensor]]  # (x, y) as load_mnist returns it; y may be None
 
@@ -74,6 +76,10 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
     batch mean of reconstruction_loss for an autoencoder, the cross-entropy for the DigitClassifier. A VAE's 'kl' is
     the batch mean of its KL and 'recon' that of its reconstruction term; a classifier's 'error' the fraction wrong.
     """
+    if isinstance(model, NoisePredictor):  # the data are codes z_0 (B, latent_dim), not images
+        return {"loss": diffusion_loss(model, x, y)}
+    if isinstance(model, VQVAE):
+        return vqvae_loss_terms(model, x, beta)
     if isinstance(model, DigitClassifier):
         if y is None:
             raise ValueError("A DigitClassifier learns from labels: train it on (x, y) as load_mnist returns them.")
@@ -90,6 +96,28 @@ def loss_terms(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = No
         return {"loss": loss, "recon": loss.detach() - beta * kl, "kl": kl}
     recon = reconstruction_loss(x_hat, x).mean()
     return {"loss": recon + beta * free_bits_kl(mu, logvar, free_bits), "recon": recon.detach(), "kl": kl}
+
+
+def vqvae_loss_terms(model: VQVAE, x: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
+    """A VQ-VAE's loss (van den Oord et al. 2017, eq. 3), per image then the batch mean: the reconstruction term,
+    plus the codebook loss, plus beta times the commitment loss (the paper's beta, 0.25), both summed over the slots.
+    'perplexity' is the batch's codebook usage (vq.perplexity)."""
+    x_hat, z_e, z_q, indices = model(x)
+    z_e, z_q = z_e.reshape(-1, model.code_dim), z_q.reshape(-1, model.code_dim)  # (B, S, D) -> (B * S, D)
+    recon = reconstruction_loss(x_hat, x)  # (B,)
+    codebook = codebook_loss(z_e, z_q).view(len(x), -1).sum(1)  # (B * S,) -> (B, S) -> (B,)
+    commitment = commitment_loss(z_e, z_q).view(len(x), -1).sum(1)
+    return {"loss": (recon + codebook + beta * commitment).mean(), "recon": recon.mean().detach(),
+            "codebook": codebook.mean().detach(), "commitment": commitment.mean().detach(),
+            "perplexity": torch.tensor(perplexity(indices, model.num_codes))}
+
+
+def _check_data(model: nn.Module, x: torch.Tensor, name: str) -> None:
+    """Images in [0, 1] for the autoencoders and the classifier; finite codes for a NoisePredictor."""
+    if isinstance(model, NoisePredictor):
+        check_tensor(x, name.replace("images", "codes"))
+    else:
+        check_images(x, name)
 
 
 def warmup_beta(config: TrainConfig, epoch: int) -> float:
@@ -137,7 +165,7 @@ def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, beta: float =
     model.eval()
     device = next(model.parameters()).device
     x, y = data
-    check_images(x, "the images to evaluate on")
+    _check_data(model, x, "the images to evaluate on")
     sums: dict[str, torch.Tensor] = {}
     for xb, yb in batches(x, y, batch_size, shuffle=False):
         terms = loss_terms(model, xb.to(device), None if yb is None else yb.to(device), beta, noise_std, free_bits)
@@ -170,7 +198,7 @@ def fit(model: nn.Module, train_data: Data, test_data: Optional[Data] = None, co
     config = make_config(config, **settings)
     if len(train_data[0]) == 0:
         raise ValueError("The training set is empty: pass at least one image, e.g. (x_train[:1000], y_train[:1000]).")
-    check_images(train_data[0], "the training images")  # the whole set first: a bad image stops fit before it trains
+    _check_data(model, train_data[0], "the training images")  # the whole set first: a bad image stops fit early
     torch.manual_seed(config.seed)  # the noise eps that reparameterize draws
     shuffle = torch.Generator().manual_seed(config.seed)  # the order of the batches
     optimizer = make_optimizer(model, config)
@@ -224,6 +252,8 @@ def _epoch_line(history: dict[str, list[float]], num_epochs: int) -> str:
         line += f"  test loss {history['test_loss'][-1]:7.2f}"
     if "train_kl" in history:
         line += f"  (recon {history['train_recon'][-1]:.2f}, KL {history['train_kl'][-1]:.2f})"
+    if "train_perplexity" in history:
+        line += f"  (recon {history['train_recon'][-1]:.2f}, perplexity {history['train_perplexity'][-1]:.1f})"
     if "test_error" in history:
         line += f"  test accuracy {100 * (1 - history['test_error'][-1]):.2f}%"
     return line + f"  {history['seconds'][-1]:.1f} s"

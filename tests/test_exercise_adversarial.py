@@ -727,3 +727,124 @@ def test_passes_is_silent_and_leaves_the_hint_count(capsys):
     for _ in range(3):
         assert not exercises.passes(exercises.check_kl, None)
     assert "Hint:" not in _verdict(capsys, "check_kl", None)  # the silent runs did not count
+
+
+# ---- notebook 09: check_q_sample and check_quantize (appended; their own parametrized tests below) -------------
+
+def q_sample(z0, t, eps, betas):
+    alpha_bar = torch.cumprod(1 - betas, dim=0)[t].unsqueeze(1)  # (B,) -> (B, 1)
+    return alpha_bar.sqrt() * z0 + (1 - alpha_bar).sqrt() * eps
+
+
+def quantize(z_e, codebook):
+    distances = ((z_e.unsqueeze(1) - codebook.unsqueeze(0)) ** 2).sum(-1)  # (N, K)
+    z_q = codebook[distances.argmin(dim=1)]
+    return z_e + (z_q - z_e).detach()
+
+
+def _alpha_bar(betas, t):
+    return torch.cumprod(1 - betas, dim=0)[t].unsqueeze(1)
+
+
+def _quantize_by(pick, straight=True):
+    def answer(z_e, codebook):
+        z_q = codebook[pick(z_e, codebook)]
+        return z_e + (z_q - z_e).detach() if straight else z_q
+    return answer
+
+
+def _cdist_argmin(z_e, codebook):
+    return torch.cdist(z_e, codebook).argmin(dim=1)
+
+
+def _no_detach(z_e, codebook):  # the same value, but the gradient of z_e cancels and the codebook gets one
+    z_q = codebook[_cdist_argmin(z_e, codebook)]
+    return z_e + (z_q - z_e)
+
+
+def _loop_quantize(z_e, codebook):
+    rows = [codebook[min(range(len(codebook)), key=lambda k: float(((z - codebook[k]) ** 2).sum()))] for z in z_e]
+    z_q = torch.stack(rows)
+    return z_e + (z_q - z_e).detach()
+
+
+NEW_OFFICIAL = {"check_q_sample": q_sample, "check_quantize": quantize}
+NEW_RIGHT = {
+    "check_q_sample": {
+        "official": q_sample,
+        "loop over steps": lambda z0, t, eps, b: torch.stack([
+            torch.prod(1 - b[1:int(s) + 1]).sqrt() * z0[i] + (1 - torch.prod(1 - b[1:int(s) + 1])).sqrt() * eps[i]
+            for i, s in enumerate(t)]),
+        "view(-1, 1) and torch.sqrt": lambda z0, t, eps, b: torch.sqrt(torch.cumprod(1 - b, 0)[t].view(-1, 1)) * z0
+        + torch.sqrt(1 - torch.cumprod(1 - b, 0)[t].view(-1, 1)) * eps,
+        "exp of summed logs": lambda z0, t, eps, b: (lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * eps)(
+            torch.cumsum(torch.log1p(-b), 0).exp()[t][:, None]),
+        "course_utils.diffusion": lambda z0, t, eps, b: __import__("course_utils.diffusion").diffusion.q_sample(
+            z0, t, eps, __import__("course_utils.diffusion").diffusion.Schedule(b, 1 - b, torch.cumprod(1 - b, 0))),
+    },
+    "check_quantize": {
+        "official": quantize,
+        "cdist argmin": _quantize_by(_cdist_argmin),
+        "expanded squares": _quantize_by(lambda z, c: (z.pow(2).sum(1, keepdim=True) - 2 * z @ c.T
+                                                        + c.pow(2).sum(1)).argmin(1)),
+        "python loop": _loop_quantize,
+        "course_utils.vq": lambda z_e, codebook: __import__("course_utils.vq").vq.quantize(z_e, codebook).z_q,
+    },
+}
+NEW_SPECIFIC_WRONG = {
+    "check_q_sample": {
+        "alpha_t instead of alpha_bar_t": lambda z0, t, eps, b: (1 - b)[t, None].sqrt() * z0 + b[t, None].sqrt() * eps,
+        "no square roots": lambda z0, t, eps, b: _alpha_bar(b, t) * z0 + (1 - _alpha_bar(b, t)) * eps,
+        "noise variance, not std": lambda z0, t, eps, b: _alpha_bar(b, t).sqrt() * z0 + (1 - _alpha_bar(b, t)) * eps,
+        "off by one, t - 1": lambda z0, t, eps, b: q_sample(z0, t - 1, eps, b),
+        "off by one, t + 1 (clamped)": lambda z0, t, eps, b: q_sample(z0, (t + 1).clamp(max=len(b) - 1), eps, b),
+        "cumprod of betas": lambda z0, t, eps, b: (lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * eps)(
+            torch.cumprod(b, 0)[t, None]),
+        "no unsqueeze (broadcast along latent_dim)": lambda z0, t, eps, b: torch.cumprod(1 - b, 0)[t].sqrt() * z0
+        + (1 - torch.cumprod(1 - b, 0)[t]).sqrt() * eps,
+        "signal and noise swapped": lambda z0, t, eps, b: q_sample(eps, t, z0, b),
+        "sum of betas for alpha_bar": lambda z0, t, eps, b: (lambda ab: ab.sqrt() * z0 + (1 - ab).sqrt() * eps)(
+            (1 - torch.cumsum(b, 0)).clamp(min=0)[t, None]),
+        "z0 detached": _detach_arg(q_sample, 0),
+        "eps detached": _detach_arg(q_sample, 2),
+    },
+    "check_quantize": {
+        "argmax of distances": _quantize_by(lambda z, c: torch.cdist(z, c).argmax(1)),
+        "argmax of dot products": _quantize_by(lambda z, c: (z @ c.T).argmax(1)),
+        "argmin over the wrong dim": _quantize_by(lambda z, c: torch.cdist(z, c).argmin(0)[:len(z)] % len(c)),
+        "forgot .detach()": _no_detach,
+        "no straight-through (z_q alone)": _quantize_by(_cdist_argmin, straight=False),
+        "returns z_e unquantized": lambda z_e, codebook: z_e * 1.0,
+        "detach the wrong part": lambda z_e, c: z_e.detach() + (c[_cdist_argmin(z_e, c)] - z_e.detach()),
+        "first code always": lambda z_e, c: z_e + (c[torch.zeros(len(z_e), dtype=torch.int64)] - z_e).detach(),
+    },
+}
+OFFICIAL.update(NEW_OFFICIAL)
+RIGHT.update(NEW_RIGHT)
+DIFFERENTIABLE |= set(NEW_OFFICIAL)
+TENSOR_RESULT |= set(NEW_OFFICIAL)
+NEW_WRONG_CASES = [(name, label, fn) for name in NEW_OFFICIAL for label, fn in
+                   {**_generic_wrong(name), **NEW_SPECIFIC_WRONG[name]}.items()]
+NEW_WRONG_CASES += [(name, "hard-coded to the fixed cases", "memorize") for name in NEW_OFFICIAL]
+NEW_RIGHT_CASES = [(name, label, fn) for name, answers in NEW_RIGHT.items() for label, fn in answers.items()]
+
+
+@pytest.mark.parametrize("check_name, label, fn", NEW_WRONG_CASES, ids=[f"{n}-{lab}" for n, lab, _ in NEW_WRONG_CASES])
+def test_wrong_answer_to_notebook_09_is_not_yet(check_name, label, fn, fresh_mode, capsys):
+    test_wrong_answer_is_not_yet(check_name, label, fn, fresh_mode, capsys)
+
+
+@pytest.mark.parametrize("repeat", range(3))
+@pytest.mark.parametrize("check_name, label, fn", NEW_RIGHT_CASES, ids=[f"{n}-{lab}" for n, lab, _ in NEW_RIGHT_CASES])
+def test_right_answer_to_notebook_09_passes(check_name, label, fn, repeat, capsys):
+    test_right_answer_passes(check_name, label, fn, repeat, capsys)
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as m:
+        m.setattr(exercises, "_fresh_generator", lambda: torch.Generator().manual_seed(2024 + repeat))
+        assert _verdict(capsys, check_name, fn).startswith("PASS: ")
+
+
+@pytest.mark.parametrize("check_name", sorted(NEW_OFFICIAL))
+def test_notebook_09_checks_are_deterministic_and_escalate_their_hint(check_name, capsys):
+    test_pass_message_is_deterministic(check_name, capsys)
+    test_hint_escalates_and_resets_on_pass(check_name, capsys)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from course_utils.exercises import _verdict
 from course_utils.exercises._verdict import Case, Spec, Verdict, passes
 from course_utils.exercises._verdict import _failures, _fresh_generator  # noqa: F401 (tests read and replace them here)
+from course_utils.exercises.generators import check_q_sample, check_quantize
 from course_utils.exercises.gradients import check_gaussian_posterior, check_reparameterize, check_score_function
 from course_utils.exercises.kl import check_free_bits, check_kl, check_kl_gaussians, check_vae_loss
 from course_utils.exercises.latent_space import check_active_units, check_slerp
@@ -28,7 +29,8 @@ __all__ = ["Verdict", "Spec", "Case", "passes",
            "check_reconstruction_loss", "check_training_step", "check_psnr", "check_threshold",
            "check_reparameterize", "check_score_function", "check_gaussian_posterior",
            "check_slerp", "check_active_units",
-           "check_logmeanexp", "check_log_weights"]
+           "check_logmeanexp", "check_log_weights",
+           "check_q_sample", "check_quantize"]
 
 
 def __getattr__(name: str) -> object:
