@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import shutil
 import tempfile
 import urllib.request
 import warnings
@@ -165,40 +165,65 @@ def _cache_path(folder: Path, split: str) -> Path:
     stamp = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sources)
     key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     cache_dir = Path(os.environ.get(CACHE_ENV) or project_dir() / "data" / "cache")
-    return _writable_dir(cache_dir) / f"mnist-{split}-{key}.pt"
+    return _writable_dir(cache_dir) / f"mnist-{split}-{key}-float32.pt"
 
 
-def _load_cached(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Decoded arrays from the cache when it holds a whole, valid copy; else decode and cache them."""
-    cache = _cache_path(folder, split)
+def _to_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]: the x that load_mnist returns."""
+    return torch.from_numpy(np.require(images, requirements="W")).unsqueeze(1).float().div_(255)
+
+
+def _read_cache(cache: Path) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) memory-mapped from a whole, valid cache file; None if it is missing, half-written, stale or unreadable."""
     try:
-        saved = torch.load(cache, weights_only=True)
-        images, labels = saved["images"].numpy(), saved["labels"].numpy()
-        if images.ndim == 3 and images.shape[1:] == (28, 28) and labels.shape == images.shape[:1]:
-            return images, labels, True
+        saved = torch.load(cache, weights_only=True, mmap=True)
+        x, y = saved["x"], saved["y"]
+        if x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28) and y.shape == x.shape[:1]:
+            return x, y
     except PermissionError:
         print(f"note: your account may not read the cache file {cache}, so the MNIST files are decoded again")
     except Exception:  # missing, half-written or stale: decode the IDX files again
         pass
+    return None
+
+
+def _load_cached(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(x, y, from_cache): mapped from the cache file, or decoded, cached and then mapped from it.
+
+    The cache holds x already as float32, and x is memory-mapped from it (copy-on-write): its pages belong to the
+    file, which the operating system may drop and read again, so the 188 MB of the training images are not the
+    kernel's own (anonymous) memory, the kind a limit like Binder's 2 GB cannot reclaim. When the cache cannot be
+    written (a full disk), x is held in memory.
+    """
+    cache = _cache_path(folder, split)
+    found = _read_cache(cache)
+    if found is not None:
+        return (*found, True)
     images, labels = _load_folder(folder, split)
-    _save_cache(cache, images, labels)
-    return images, labels, False
+    x, y = _to_float(images), torch.from_numpy(labels.astype(np.int64))
+    if _save_cache(cache, x, y):
+        found = _read_cache(cache)  # the copy in the file replaces the one in memory
+    return (*(found or (x, y)), False)
 
 
-def _save_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write the decoded arrays to cache, whole or not at all; a full disk only warns (the data is loaded)."""
+def _save_cache(cache: Path, x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Write x and y to cache, whole or not at all; a full disk only warns (the data is loaded). True if written."""
     tmp = temp_path(cache)
     try:
-        buffer = io.BytesIO()  # serialized in memory, so a full disk shows up as the plain OSError of write()
-        torch.save({"images": torch.from_numpy(images.copy()), "labels": torch.from_numpy(labels.copy())}, buffer)
-        with open(tmp, "xb") as f:
-            f.write(buffer.getbuffer())
+        with open(tmp, "xb") as f:  # a full disk shows up as the plain OSError of a write
+            torch.save({"x": x, "y": y}, f)
         os.replace(tmp, cache)  # atomic: a half-written cache file never has the cache's name
-    except OSError as err:
-        needed = (images.nbytes + labels.nbytes) / 1e6
-        warnings.warn(f"MNIST is loaded but not cached: writing {cache} failed ({err.strerror or err}); the cache "
-                      f"needs about {needed:.1f} MB. Every load decodes the files again (a few seconds) until you "
-                      f"free some space or set {CACHE_ENV} to a folder with room.", stacklevel=4)
+        return True
+    except (OSError, RuntimeError) as err:  # torch.save's writer reports a short write (a full disk) as RuntimeError
+        needed = (x.nbytes + y.nbytes) / 1e6
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        if isinstance(err, RuntimeError) and shutil.disk_usage(cache.parent).free < needed * 1e6:
+            reason = "No space left on device"
+        warnings.warn(f"MNIST is loaded but not cached: writing {cache} failed ({reason}); the cache "
+                      f"needs about {needed:.1f} MB. Every load decodes the files again (a few seconds) and holds "
+                      f"the images in memory until you free some space or set {CACHE_ENV} to a folder with room.",
+                      stacklevel=4)
+        return False
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -257,7 +282,9 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
     """MNIST as (x, y): x float32 (N, 1, 28, 28) in [0, 1], y int64 (N,).
 
     Looks in root (or $COURSE_DATA, or the repo's data/ folder), then downloads, then falls back to
-    the offline sample with a warning. Prints one line naming the source it used.
+    the offline sample with a warning. Prints one line naming the source it used. x is memory-mapped from the cache
+    (data/cache/, or $COURSE_CACHE) when it could be written: an ordinary tensor, whose pages the system reads from
+    that file; changing x in place changes this copy only, never the file.
     """
     if split not in FILES:
         raise ValueError(f"split={split!r} is not known: use split='train' or split='test'.")
@@ -274,23 +301,21 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> tuple[to
                 print(f"no MNIST files and no download: {err}")
     if folder is not None:
         try:
-            images, labels, cached = _load_cached(folder, split)
+            x, y, cached = _load_cached(folder, split)
         except MNISTFileError as err:
             if offline:
                 raise
             folder = _replace_damaged(err)
-            images, labels, cached = _load_cached(folder, split)
-        print(f"MNIST {split}: {len(labels):,} images from {_in_words(folder, root)}{' (cache)' if cached else ''}")
-    else:
-        images, labels = load_sample(split)
-        message = (f"MNIST {split}: using the offline SAMPLE of {len(labels):,} images (the course's own), not the "
-                   f"full set. For all 70,000 images connect to the internet once, or set {DATA_ENV} to a folder "
-                   f"holding the four MNIST files.")
-        print(message)
-        warnings.warn(message, stacklevel=2)
-    x = torch.from_numpy(np.require(images, requirements="W")).unsqueeze(1).float().div_(255)  # (N, 1, 28, 28)
-    y = torch.from_numpy(labels.astype(np.int64))
-    return x, y
+            x, y, cached = _load_cached(folder, split)
+        print(f"MNIST {split}: {len(y):,} images from {_in_words(folder, root)}{' (cache)' if cached else ''}")
+        return x, y
+    images, labels = load_sample(split)
+    message = (f"MNIST {split}: using the offline SAMPLE of {len(labels):,} images (the course's own), not the "
+               f"full set. For all 70,000 images connect to the internet once, or set {DATA_ENV} to a folder "
+               f"holding the four MNIST files.")
+    print(message)
+    warnings.warn(message, stacklevel=2)
+    return _to_float(images), torch.from_numpy(labels.astype(np.int64))  # (N, 1, 28, 28), (N,)
 
 
 def batches(x: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 128, shuffle: bool = True,

@@ -81,7 +81,9 @@ def test_every_notebook_has_more_prose_than_code_and_ends_with_exercises(path):
 
 def test_readme_opens_with_the_two_commands_and_binder_opens_lab_in_notebooks():
     readme = (ROOT / "README.md").read_text()
-    assert readme.index("make course") < readme.index("make test") < readme.index("Binder")
+    assert readme.index("make lab") < readme.index("make course") < readme.index("make test") < readme.index("Binder")
+    assert "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make lab" in readme  # the CPU-only path
+    assert "COURSE_DATA=" in readme[:readme.index("make course")]
     assert "mybinder.org/v2/gh/autoencoder-course/generating-images/main?urlpath=lab/tree/notebooks" in readme
 
 
@@ -132,3 +134,14 @@ def test_every_package_a_notebook_imports_is_a_declared_dependency():
                 if name_of(PROVIDED_BY.get(module, module)) not in declared:
                     missing.add(f"{module} ({path.name})")
     assert not missing, f"imported by notebooks but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_make_lab_installs_only_what_the_notebooks_need(tmp_path):
+    """The learner's path: `make lab` installs the lab extra alone (no test or docs tools), then opens JupyterLab."""
+    import subprocess
+
+    commands = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+    installs = [line for line in commands.splitlines() if "pip install" in line and "-e " in line]
+    assert installs and all('-e ".[lab]"' in line for line in installs), installs
+    assert commands.rstrip().endswith("jupyter lab notebooks/")

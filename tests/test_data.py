@@ -1,6 +1,10 @@
 """load_mnist against the original bytes: every layout, the offline sample, damaged files and the cache."""
 import gzip
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +192,35 @@ def test_the_source_is_named_in_words_not_by_this_machines_path(tmp_path, tiny_m
     out = capsys.readouterr().out
     assert "images from the folder in COURSE_DATA" in out and "images from the folder passed as root" in out
     assert str(tmp_path) not in out
+
+
+MEASURE_ANON = """
+import re, sys
+from course_utils.data import load_mnist
+
+def anonymous_mb():
+    return int(re.search(r"RssAnon:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+
+before = anonymous_mb()
+x, y = load_mnist("train", root=sys.argv[1])
+x.sum()  # reads every page
+print(x.nbytes / 2**20, anonymous_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not SHARED_MNIST.exists() or not Path("/proc/self/status").exists(),
+                    reason="needs the full MNIST and Linux's /proc")
+@pytest.mark.parametrize("load", ["decoded and cached", "from the cache"])
+def test_the_training_images_are_mapped_from_the_cache_not_held_in_anonymous_memory(tmp_path, load):
+    """x (188 MB of float32) lives in the cache file's pages, which the system may drop and read again; the process
+    itself (its anonymous memory, what a memory limit bites on) holds little more than one image's worth."""
+    env = {**os.environ, "COURSE_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-c", MEASURE_ANON, str(SHARED_MNIST)]
+    if load == "from the cache":
+        subprocess.run(command, env=env, check=True, capture_output=True)
+    size_mb, anonymous_mb = map(float, subprocess.run(command, env=env, check=True, capture_output=True,
+                                                      text=True).stdout.split()[-2:])
+    assert size_mb > 170
+    assert anonymous_mb < 0.1 * size_mb, f"loading held {anonymous_mb:.0f} MB of anonymous memory"
+    x, _ = data.load_mnist("train", root=SHARED_MNIST)  # and in this process, the same pixels as the IDX file
+    assert torch.equal(x[:5], data._to_float(data._load_folder(SHARED_MNIST, "train")[0][:5]))
