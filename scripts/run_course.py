@@ -25,6 +25,7 @@ from typing import Optional
 
 import nbformat
 import psutil
+import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -66,6 +67,7 @@ PROGRESS_BAR = re.compile(r"^\s*\d+%\|")  # tqdm's text: "  0%|          | 0/469
 WIDGET = "application/vnd.jupyter.widget-view+json"
 OPTIONAL = "optional"  # the cell tag of an optional section; every other cell is on the notebook's core path
 WORDS_PER_MINUTE = 150  # a careful reading of technical prose with formulas: the reading-time estimate
+MEMORY_LIMIT_MB = 700   # peak anonymous memory a notebook may use: Binder has 2 GB for the kernel, JupyterLab and all
 
 
 def drop_closed_progress_bars(nb: nbformat.NotebookNode) -> None:
@@ -193,32 +195,58 @@ def run_notebook(path: Path, out_path: Path, timeout: int, stamp: bool = False,
             "passed": passed, **({"error": error} if error else {})}
 
 
-def markdown_table(report: dict, arguments: str) -> str:
-    """The report as a Markdown table, with the command and machine that produced it."""
+def _memory(mb: int) -> str:
+    """A peak anonymous memory for the table, marked when it is over the course's limit."""
+    return f"{mb:,} MB" + (f" (over {MEMORY_LIMIT_MB})" if mb > MEMORY_LIMIT_MB else "")
+
+
+def _build(report: dict) -> str:
+    """How a report's kernels ran: the torch build and the CPUs they could use."""
+    cpus = report.get("cpus_available", report["cpu_count"])
+    return f"torch {report.get('torch', '(version not recorded)')} on {cpus} CPU{'s' if cpus != 1 else ''}"
+
+
+def markdown_table(report: dict, arguments: str, beside: Optional[dict] = None, beside_arguments: str = "") -> str:
+    """The report as a Markdown table, with the command and machine that produced it; with beside (a report of the
+    same notebooks run another way, e.g. with the CPU-only torch on 1 CPU as on Binder), its time and memory too."""
+    other = {r["name"]: r for r in beside["notebooks"]} if beside else {}
+    extra = " | ".join(["", f"wall time ({_build(beside)})", f"peak anonymous memory ({_build(beside)})"]) \
+        if beside else ""
     lines = ["| notebook | wall time | core path: run time | core path: reading time (est.) | peak resident memory "
-             "(RSS) | peak anonymous memory | passed |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+             f"(RSS) | peak anonymous memory{extra} | passed |",
+             "| --- | ---: | ---: | ---: | ---: | ---:" + (" | ---: | ---:" if beside else "") + " | --- |"]
     for row in report["notebooks"]:
+        twin = other.get(row["name"])
+        cells = (f" | {twin['wall_seconds']:.0f} s | {_memory(twin['peak_anon_mb'])}" if twin else " | not run | ") \
+            if beside else ""
+        passed = row["passed"] and (twin is None or twin["passed"])
         lines.append(f"| `{row['name']}` | {row['wall_seconds']:.0f} s | {row['core_seconds']:.0f} s | "
                      f"{row['core_reading_minutes']} min ({row['core_words']:,} words) | {row['peak_rss_mb']:,} MB | "
-                     f"{row['peak_anon_mb']:,} MB | {'yes' if row['passed'] else 'no'} |")
+                     f"{_memory(row['peak_anon_mb'])}{cells} | {'yes' if passed else 'no'} |")
     core = sum(r["core_seconds"] for r in report["notebooks"])
     reading = sum(r["core_reading_minutes"] for r in report["notebooks"])
+    totals = (f" | **{beside['total_seconds']:.0f} s** | **{_memory(beside['max_peak_anon_mb'])}** (largest)"
+              if beside else "")
     lines.append(f"| **all {len(report['notebooks'])}** | **{report['total_seconds']:.0f} s** | **{core:.0f} s** | "
                  f"**{reading} min** | **{report['max_peak_rss_mb']:,} MB** (largest) | "
-                 f"**{report['max_peak_anon_mb']:,} MB** (largest) | |")
+                 f"**{_memory(report['max_peak_anon_mb'])}** (largest){totals} | |")
     mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
     accuracy = report.get("digit_classifier_test_accuracy")
     if accuracy is not None:
         lines += ["", f"The digit classifier that measures generated digits (`course_utils.classifier`) reads "
                       f"{100 * accuracy:.2f} % of the MNIST test digits correctly (its last epoch, read from its "
                       f"checkpoint)."]
-    lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}` on {report['cpu_count']} CPU cores "
+    lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}`, {_build(report)} "
               f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
               f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
               f"{WORDS_PER_MINUTE} words a minute (an estimate). Memory is the kernel's, sampled every 50 ms while it "
-              f"runs: RSS counts the file-backed pages of libraries too (most of the difference between the two "
-              f"columns: PyTorch's CUDA build), anonymous memory only what the kernel allocated itself."]
+              f"runs: RSS counts the file-backed pages of libraries and of the memory-mapped MNIST cache too, "
+              f"anonymous memory only what the kernel allocated itself, the memory a limit cannot take back. The "
+              f"course's limit is {MEMORY_LIMIT_MB} MB of it per notebook, so that one notebook, JupyterLab and the "
+              f"system fit in Binder's 2 GB."]
+    if beside:
+        lines += ["", f"The last two measured columns come from `{beside_arguments}`: {_build(beside)}, the kind of "
+                      f"build and machine Binder gives (PyTorch's CPU-only wheels, 1 CPU)."]
     return "\n".join(lines) + "\n"
 
 
@@ -234,6 +262,10 @@ def main() -> int:
                              "empty COURSE_CHECKPOINTS folder) instead of this run's")
     parser.add_argument("--docs", action="store_true",
                         help="also write the table into docs/_generated/course-report-MODE.md for the website")
+    parser.add_argument("--beside", metavar="REPORT",
+                        help="with --docs, add the time and memory columns of this report of the same notebooks run "
+                             "another way (e.g. with the CPU-only torch on 1 CPU, as on Binder)")
+    parser.add_argument("--beside-command", default="", help="the command that made the --beside report")
     args = parser.parse_args()
 
     paths = sorted((ROOT / "notebooks" / ("solutions" if args.solutions else "")).glob("[0-9]*.ipynb"))
@@ -258,7 +290,8 @@ def main() -> int:
     total = sum(r["wall_seconds"] for r in rows)
     report = {"mode": mode, "total_seconds": round(total, 1), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
               "max_peak_anon_mb": max(r["peak_anon_mb"] for r in rows),
-              "cpu_count": os.cpu_count(), "notebooks": rows,
+              "cpu_count": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0))
+              if hasattr(os, "sched_getaffinity") else os.cpu_count(), "torch": torch.__version__, "notebooks": rows,
               "digit_classifier_test_accuracy": recorded_test_accuracy()}  # None until a notebook has trained it
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
@@ -268,7 +301,10 @@ def main() -> int:
     if args.docs:
         out = ROOT / "docs" / "_generated" / f"course-report-{mode}.md"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown_table(report, " ".join(sys.argv[1:])))
+        beside = json.loads(Path(args.beside).read_text()) if args.beside else None
+        arguments = " ".join(a for a in sys.argv[1:] if not a.startswith("--beside") and a not in
+                             (args.beside, args.beside_command))
+        out.write_text(markdown_table(report, arguments, beside, args.beside_command))
     return 0 if all(r["passed"] for r in rows) else 1
 
 

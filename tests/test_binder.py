@@ -51,3 +51,17 @@ def test_the_readme_binder_badge_opens_the_first_notebook():
     badge = re.search(r"https://mybinder\.org/v2/gh/([\w.-]+/[\w.-]+)/(\w+)\?urlpath=([^)\s]+)", readme)
     assert badge and badge.group(3) == "lab/tree/notebooks/01_autoencoder.ipynb"
     assert os.path.exists(ROOT / "notebooks" / "01_autoencoder.ipynb")
+
+
+def test_postbuild_fills_the_cache_that_sessions_map(tmp_path, tiny_mnist):
+    """The image holds MNIST decoded into the float32 cache: postBuild's last command writes it for both splits."""
+    import subprocess
+    import sys
+
+    text = (ROOT / "binder" / "postBuild").read_text()
+    (command,) = re.findall(r"""^python -c "(.*\bload_mnist\(.*)"$""", text, re.M)
+    tiny_mnist(tmp_path / "data")
+    env = {**os.environ, "COURSE_DATA": str(tmp_path / "data"), "COURSE_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", command], env=env, check=True, capture_output=True)
+    cached = sorted(p.name.split("-")[1] for p in (tmp_path / "cache").glob("mnist-*-float32.pt"))
+    assert cached == ["test", "train"]

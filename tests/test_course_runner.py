@@ -95,3 +95,25 @@ def test_a_saved_widget_says_what_it_is_and_no_widget_state_is_kept():
     run_course.note_widgets(nb)
     assert "widgets" not in nb.metadata
     assert cell.outputs[0].data["text/plain"] == run_course.WIDGET_NOTE and run_course.WIDGET in cell.outputs[0].data
+
+
+def _report(rows, **extra):
+    notebooks = [{"name": name, "wall_seconds": seconds, "core_seconds": seconds / 2, "core_reading_minutes": 10,
+                  "core_words": 1500, "peak_rss_mb": anon + 300, "peak_anon_mb": anon, "passed": True}
+                 for name, seconds, anon in rows]
+    return {"mode": "full", "total_seconds": sum(r[1] for r in rows), "cpu_count": 2, "notebooks": notebooks,
+            "max_peak_rss_mb": max(r[2] for r in rows) + 300, "max_peak_anon_mb": max(r[2] for r in rows), **extra}
+
+
+def test_the_table_marks_memory_over_the_limit_and_shows_a_second_build_beside():
+    report = _report([("01_a.ipynb", 30.0, 450), ("02_b.ipynb", 40.0, 701)], torch="2.14.1", cpus_available=2)
+    beside = _report([("01_a.ipynb", 55.0, 310), ("02_b.ipynb", 80.0, 640)], torch="2.13.0+cpu", cpus_available=1)
+    table = run_course.markdown_table(report, "--docs", beside, "taskset -c 0 python scripts/run_course.py")
+    header, _, first, second, total = table.splitlines()[:5]
+    assert "torch 2.13.0+cpu on 1 CPU" in header and header.count("|") == first.count("|") == total.count("|")
+    assert "| 450 MB | 55 s | 310 MB | yes |" in first
+    assert "| 701 MB (over 700) | 80 s | 640 MB | yes |" in second
+    assert "**701 MB (over 700)** (largest) | **135 s** | **640 MB** (largest)" in total
+    assert "torch 2.14.1 on 2 CPUs" in table and "`taskset -c 0 python scripts/run_course.py`" in table
+    beside["notebooks"][1]["passed"] = False
+    assert run_course.markdown_table(report, "", beside).splitlines()[3].endswith("| no |")
