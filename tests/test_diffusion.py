@@ -11,7 +11,7 @@ from course_utils.train import fit
 
 
 def test_alpha_bar_is_the_product_of_the_alphas_monotone_in_0_1():
-    schedule = linear_schedule(100)
+    schedule = linear_schedule(100, 1e-3, 0.2)
     alpha_bars = schedule.alpha_bars[1:]  # steps 1..T
     assert schedule.betas[0] == 0 and schedule.alpha_bars[0] == 1  # step 0 is the data itself
     assert bool((alpha_bars > 0).all() and (alpha_bars < 1).all())
