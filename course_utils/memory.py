@@ -9,7 +9,8 @@ tensors of a training step (batches of 128) stay below it and train as fast as b
 measurements.
 
 `keep_large_allocations_on_mmap()` runs once when course_utils is imported. It changes nothing where glibc is not the
-C library (macOS, Windows, musl) or where the MALLOC_MMAP_THRESHOLD_ environment variable already sets the threshold.
+C library (macOS, Windows, musl), where the MALLOC_MMAP_THRESHOLD_ environment variable already sets the threshold,
+or where COURSE_GLIBC_MALLOC=1 asks to leave glibc as it is (benchmarks/memory.py measures both ways).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ M_MMAP_THRESHOLD = -3       # mallopt's parameter number for it (glibc's malloc.
 def keep_large_allocations_on_mmap(threshold: int = MMAP_THRESHOLD) -> bool:
     """Fix glibc's mmap threshold at threshold bytes; True if it was set, False where it does not apply."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    if os.environ.get("COURSE_GLIBC_MALLOC", "0") not in ("", "0"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

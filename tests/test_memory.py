@@ -45,6 +45,12 @@ def test_it_leaves_the_threshold_alone_where_the_environment_sets_it(monkeypatch
     assert memory.keep_large_allocations_on_mmap() is False
 
 
+def test_it_leaves_glibc_as_it_is_when_asked(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("COURSE_GLIBC_MALLOC", "1")
+    assert memory.keep_large_allocations_on_mmap() is False
+
+
 def test_it_does_nothing_outside_glibc(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.setattr(memory.platform, "system", lambda: "Darwin")
