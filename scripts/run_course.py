@@ -206,7 +206,7 @@ def _build(report: dict) -> str:
     return f"torch {report.get('torch', '(version not recorded)')} on {cpus} CPU{'s' if cpus != 1 else ''}"
 
 
-def markdown_table(report: dict, arguments: str, beside: Optional[dict] = None, beside_arguments: str = "") -> str:
+def markdown_table(report: dict, beside: Optional[dict] = None, beside_command: str = "") -> str:
     """The report as a Markdown table, with the command and machine that produced it; with beside (a report of the
     same notebooks run another way, e.g. with the CPU-only torch on 1 CPU as on Binder), its time and memory too."""
     other = {r["name"]: r for r in beside["notebooks"]} if beside else {}
@@ -231,12 +231,13 @@ def markdown_table(report: dict, arguments: str, beside: Optional[dict] = None, 
                  f"**{reading} min** | **{report['max_peak_rss_mb']:,} MB** (largest) | "
                  f"**{_memory(report['max_peak_anon_mb'])}** (largest){totals} | |")
     mode = "COURSE_FAST=1" if report["mode"] == "fast" else "COURSE_FAST=0"
+    command = report.get("command", "python scripts/run_course.py")
     accuracy = report.get("digit_classifier_test_accuracy")
     if accuracy is not None:
         lines += ["", f"The digit classifier that measures generated digits (`course_utils.classifier`) reads "
                       f"{100 * accuracy:.2f} % of the MNIST test digits correctly (its last epoch, read from its "
                       f"checkpoint)."]
-    lines += ["", f"Measured with `{mode} python scripts/run_course.py {arguments}`, {_build(report)} "
+    lines += ["", f"Measured with `{mode} {command}`, {_build(report)} "
               f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
               f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
               f"{WORDS_PER_MINUTE} words a minute (an estimate). Memory is the kernel's, sampled every 50 ms while it "
@@ -245,8 +246,10 @@ def markdown_table(report: dict, arguments: str, beside: Optional[dict] = None, 
               f"course's limit is {MEMORY_LIMIT_MB} MB of it per notebook, so that one notebook, JupyterLab and the "
               f"system fit in Binder's 2 GB."]
     if beside:
-        lines += ["", f"The last two measured columns come from `{beside_arguments}`: {_build(beside)}, the kind of "
-                      f"build and machine Binder gives (PyTorch's CPU-only wheels, 1 CPU)."]
+        how = f" ({beside_command})" if beside_command else ""
+        lines += ["", f"The last two measured columns come from `{mode} {beside.get('command', command)}`{how}: "
+                      f"{_build(beside)}, the kind of build and machine Binder gives (PyTorch's CPU-only wheels, "
+                      f"1 CPU)."]
     return "\n".join(lines) + "\n"
 
 
@@ -265,8 +268,14 @@ def main() -> int:
     parser.add_argument("--beside", metavar="REPORT",
                         help="with --docs, add the time and memory columns of this report of the same notebooks run "
                              "another way (e.g. with the CPU-only torch on 1 CPU, as on Binder)")
-    parser.add_argument("--beside-command", default="", help="the command that made the --beside report")
+    parser.add_argument("--beside-command", default="", help="how the --beside report was made, for the table's note")
+    parser.add_argument("--docs-from", metavar="REPORT",
+                        help="run nothing: write the docs table of this earlier report (with --beside)")
     args = parser.parse_args()
+    if args.docs_from:
+        report = json.loads(Path(args.docs_from).read_text())
+        write_docs_table(report, args.beside, args.beside_command)
+        return 0
 
     paths = sorted((ROOT / "notebooks" / ("solutions" if args.solutions else "")).glob("[0-9]*.ipynb"))
     paths = [p for p in paths if not args.prefixes or any(p.name.startswith(x) for x in args.prefixes)]
@@ -288,7 +297,9 @@ def main() -> int:
               f"{row['peak_anon_mb']:>6} MB anon  "
               f"{'passed' if row['passed'] else 'FAILED: ' + row['error']}", flush=True)
     total = sum(r["wall_seconds"] for r in rows)
-    report = {"mode": mode, "total_seconds": round(total, 1), "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+    command = " ".join(["python", "scripts/run_course.py", *(a for a in sys.argv[1:] if a != "--docs")])
+    report = {"mode": mode, "command": command, "total_seconds": round(total, 1),
+              "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
               "max_peak_anon_mb": max(r["peak_anon_mb"] for r in rows),
               "cpu_count": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0))
               if hasattr(os, "sched_getaffinity") else os.cpu_count(), "torch": torch.__version__, "notebooks": rows,
@@ -299,13 +310,16 @@ def main() -> int:
     if report["digit_classifier_test_accuracy"] is not None:
         print(f"digit classifier: {100 * report['digit_classifier_test_accuracy']:.2f} % test accuracy")
     if args.docs:
-        out = ROOT / "docs" / "_generated" / f"course-report-{mode}.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        beside = json.loads(Path(args.beside).read_text()) if args.beside else None
-        arguments = " ".join(a for a in sys.argv[1:] if not a.startswith("--beside") and a not in
-                             (args.beside, args.beside_command))
-        out.write_text(markdown_table(report, arguments, beside, args.beside_command))
+        write_docs_table(report, args.beside, args.beside_command)
     return 0 if all(r["passed"] for r in rows) else 1
+
+
+def write_docs_table(report: dict, beside_path: Optional[str], beside_command: str) -> None:
+    """docs/_generated/course-report-MODE.md: the report's table, with the report at beside_path beside it."""
+    out = ROOT / "docs" / "_generated" / f"course-report-{report['mode']}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    beside = json.loads(Path(beside_path).read_text()) if beside_path else None
+    out.write_text(markdown_table(report, beside, beside_command))
 
 
 if __name__ == "__main__":

@@ -108,12 +108,14 @@ def _report(rows, **extra):
 def test_the_table_marks_memory_over_the_limit_and_shows_a_second_build_beside():
     report = _report([("01_a.ipynb", 30.0, 450), ("02_b.ipynb", 40.0, 701)], torch="2.14.1", cpus_available=2)
     beside = _report([("01_a.ipynb", 55.0, 310), ("02_b.ipynb", 80.0, 640)], torch="2.13.0+cpu", cpus_available=1)
-    table = run_course.markdown_table(report, "--docs", beside, "taskset -c 0 python scripts/run_course.py")
+    beside["command"] = "python scripts/run_course.py --report cpu.json"
+    table = run_course.markdown_table(report, beside, "pinned to one CPU with taskset -c 0")
     header, _, first, second, total = table.splitlines()[:5]
     assert "torch 2.13.0+cpu on 1 CPU" in header and header.count("|") == first.count("|") == total.count("|")
     assert "| 450 MB | 55 s | 310 MB | yes |" in first
     assert "| 701 MB (over 700) | 80 s | 640 MB | yes |" in second
     assert "**701 MB (over 700)** (largest) | **135 s** | **640 MB** (largest)" in total
-    assert "torch 2.14.1 on 2 CPUs" in table and "`taskset -c 0 python scripts/run_course.py`" in table
+    assert "torch 2.14.1 on 2 CPUs" in table
+    assert "`COURSE_FAST=0 python scripts/run_course.py --report cpu.json` (pinned" in table
     beside["notebooks"][1]["passed"] = False
-    assert run_course.markdown_table(report, "", beside).splitlines()[3].endswith("| no |")
+    assert run_course.markdown_table(report, beside).splitlines()[3].endswith("| no |")
