@@ -816,6 +816,8 @@ NEW_SPECIFIC_WRONG = {
         "no straight-through (z_q alone)": _quantize_by(_cdist_argmin, straight=False),
         "returns z_e unquantized": lambda z_e, codebook: z_e * 1.0,
         "detach the wrong part": lambda z_e, c: z_e.detach() + (c[_cdist_argmin(z_e, c)] - z_e.detach()),
+        "z_e detached inside only (codebook gets the gradient)": lambda z_e, c: z_e + (c[_cdist_argmin(z_e, c)]
+                                                                                        - z_e.detach()),
         "first code always": lambda z_e, c: z_e + (c[torch.zeros(len(z_e), dtype=torch.int64)] - z_e).detach(),
     },
 }
