@@ -52,7 +52,7 @@ def gaussian_frechet_distance(mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: tor
 
 
 @torch.no_grad()
-def classifier_features(x: torch.Tensor, classifier: nn.Module, batch_size: int = 1000) -> torch.Tensor:
+def classifier_features(x: torch.Tensor, classifier: nn.Module, batch_size: int = 100) -> torch.Tensor:
     """The classifier's features of images x (N, 1, 28, 28) in [0, 1], (N, D) on the CPU, in eval mode and batches."""
     check_images(x, "the images")
     was_training, device = classifier.training, next(classifier.parameters()).device
@@ -65,7 +65,7 @@ def classifier_features(x: torch.Tensor, classifier: nn.Module, batch_size: int 
 
 
 def frechet_distance(x_a: torch.Tensor, x_b: torch.Tensor, classifier: Optional[nn.Module] = None,
-                     batch_size: int = 1000) -> float:
+                     batch_size: int = 100) -> float:
     """The squared Frechet distance (what FID reports) between two sets of images (N, 1, 28, 28), in the digit
     classifier's feature space.
 
