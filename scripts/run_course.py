@@ -29,6 +29,7 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from course_utils.checkpoints import checkpoint_dir
 from course_utils.classifier import recorded_test_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +207,14 @@ def _build(report: dict) -> str:
     return f"torch {report.get('torch', '(version not recorded)')} on {cpus} CPU{'s' if cpus != 1 else ''}"
 
 
+def _first(report: dict) -> str:
+    """What the report's times include: training every model, or loading the saved ones."""
+    if report.get("first_run"):
+        return (", a first run that trains every model (`COURSE_CHECKPOINTS` pointed at an empty folder; the saved "
+                "models of a second run load in seconds)")
+    return ", with the models saved by an earlier run"
+
+
 def markdown_table(report: dict, beside: Optional[dict] = None, beside_command: str = "") -> str:
     """The report as a Markdown table, with the command and machine that produced it; with beside (a report of the
     same notebooks run another way, e.g. with the CPU-only torch on 1 CPU as on Binder), its time and memory too."""
@@ -237,7 +246,7 @@ def markdown_table(report: dict, beside: Optional[dict] = None, beside_command: 
         lines += ["", f"The digit classifier that measures generated digits (`course_utils.classifier`) reads "
                       f"{100 * accuracy:.2f} % of the MNIST test digits correctly (its last epoch, read from its "
                       f"checkpoint)."]
-    lines += ["", f"Measured with `{mode} {command}`, {_build(report)} "
+    lines += ["", f"Measured with `{mode} {command}`{_first(report)}, {_build(report)} "
               f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
               f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
               f"{WORDS_PER_MINUTE} words a minute (an estimate). Memory is the kernel's, sampled every 50 ms while it "
@@ -247,7 +256,8 @@ def markdown_table(report: dict, beside: Optional[dict] = None, beside_command: 
               f"system fit in Binder's 2 GB."]
     if beside:
         how = f" ({beside_command})" if beside_command else ""
-        lines += ["", f"The last two measured columns come from `{mode} {beside.get('command', command)}`{how}: "
+        lines += ["", f"The last two measured columns come from `{mode} {beside.get('command', command)}`{how}"
+                      f"{_first(beside)}: "
                       f"{_build(beside)}, the kind of build and machine Binder gives (PyTorch's CPU-only wheels, "
                       f"1 CPU)."]
     return "\n".join(lines) + "\n"
@@ -287,7 +297,8 @@ def main() -> int:
     earlier = ({r["name"]: r for r in json.loads(Path(args.stamp_from).read_text())["notebooks"]}
                if args.stamp_from else {})  # the rows of a first run, to stamp
     rows = []
-    print(f"Running {len(paths)} notebooks in {mode} mode")
+    first_run = not any(checkpoint_dir().glob("*.pt"))  # no saved model: this run trains every one
+    print(f"Running {len(paths)} notebooks in {mode} mode{' (a first run: no saved models)' if first_run else ''}")
     for path in paths:
         out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
         row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full",
@@ -298,7 +309,7 @@ def main() -> int:
               f"{'passed' if row['passed'] else 'FAILED: ' + row['error']}", flush=True)
     total = sum(r["wall_seconds"] for r in rows)
     command = " ".join(["python", "scripts/run_course.py", *(a for a in sys.argv[1:] if a != "--docs")])
-    report = {"mode": mode, "command": command, "total_seconds": round(total, 1),
+    report = {"mode": mode, "command": command, "first_run": first_run, "total_seconds": round(total, 1),
               "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
               "max_peak_anon_mb": max(r["peak_anon_mb"] for r in rows),
               "cpu_count": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0))
