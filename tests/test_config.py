@@ -1,4 +1,5 @@
 """The ways in: environment.yml (conda, Binder), the Colab badge and install guard of every notebook, the README."""
+import os
 import re
 from pathlib import Path
 
@@ -140,8 +141,9 @@ def test_make_lab_installs_only_what_the_notebooks_need(tmp_path):
     """The learner's path: `make lab` installs the lab extra alone (no test or docs tools), then opens JupyterLab."""
     import subprocess
 
-    commands = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}  # as if typed
+    commands = subprocess.run(["make", "--no-print-directory", "-n", "lab", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                              check=True, capture_output=True, text=True, env=env).stdout
     installs = [line for line in commands.splitlines() if "pip install" in line and "-e " in line]
     assert installs and all('-e ".[lab]"' in line for line in installs), installs
     assert commands.rstrip().endswith("jupyter lab notebooks/")
