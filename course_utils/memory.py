@@ -3,10 +3,9 @@
 glibc serves an allocation above its mmap threshold (128 KB at first) with mmap and returns it to the system when it
 is freed, but every such free raises the threshold to the freed size (up to 32 MB). After a notebook has decoded
 10,000 images once, the next arrays of that size come from the heap, where freed memory mostly stays with the
-process: measured on notebook 07, the kernel then holds hundreds of MB it no longer uses. Fixing the threshold at
-8 MB keeps every large array (10,000 images, a batch of 1,000 images through the classifier) on mmap, while the
-tensors of a training step (batches of 128) stay below it and train as fast as before. docs/performance.md has the
-measurements.
+process, and a notebook's kernel grows with every set of images it measures. Fixing the threshold at 8 MB keeps
+every large array (10,000 images, a batch of 1,000 images through the classifier) on mmap, while the tensors of a
+training step (batches of 128) stay below it. benchmarks/memory.py measures what it saves (docs/performance.md).
 
 `keep_large_allocations_on_mmap()` runs once when course_utils is imported. It changes nothing where glibc is not the
 C library (macOS, Windows, musl), where the MALLOC_MMAP_THRESHOLD_ environment variable already sets the threshold,
