@@ -31,7 +31,7 @@ def anonymous_mb():
 classifier = digit_classifier(progress=False)
 print("before", anonymous_mb())''',
          '''for call in (1, 2, 3):
-    predict_probabilities(x_test, classifier)
+    predict_probabilities(x_test, classifier, batch_size=1000)
     print(f"call {call}", anonymous_mb())''']
 
 
