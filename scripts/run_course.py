@@ -246,8 +246,9 @@ def markdown_table(report: dict, beside: Optional[dict] = None, beside_command: 
         lines += ["", f"The digit classifier that measures generated digits (`course_utils.classifier`) reads "
                       f"{100 * accuracy:.2f} % of the MNIST test digits correctly (its last epoch, read from its "
                       f"checkpoint)."]
+    date = report.get("date", time.strftime("%Y-%m-%d"))  # the day it was measured (older reports: today)
     lines += ["", f"Measured with `{mode} {command}`{_first(report)}, {_build(report)} "
-              f"({time.strftime('%Y-%m-%d')}). The core path is every cell outside the sections marked optional: its "
+              f"({date}). The core path is every cell outside the sections marked optional: its "
               f"run time is the sum of its cells' execution times, its reading time the word count of its prose at "
               f"{WORDS_PER_MINUTE} words a minute (an estimate). Memory is the kernel's, sampled every 50 ms while it "
               f"runs: RSS counts the file-backed pages of libraries and of the memory-mapped MNIST cache too, "
@@ -302,14 +303,15 @@ def main() -> int:
     for path in paths:
         out = path if args.inplace else ROOT / "outputs" / "notebooks" / path.relative_to(ROOT / "notebooks")
         row = run_notebook(path, out, args.timeout, stamp=args.inplace and mode == "full",
-                           stamp_row=earlier.get(path.name) if args.stamp_from else None)
+                           stamp_row=earlier.get(path.name))
         rows.append(row)
         print(f"{row['name']:<45} {row['wall_seconds']:>7.1f} s {row['peak_rss_mb']:>6} MB RSS "
               f"{row['peak_anon_mb']:>6} MB anon  "
               f"{'passed' if row['passed'] else 'FAILED: ' + row['error']}", flush=True)
     total = sum(r["wall_seconds"] for r in rows)
     command = " ".join(["python", "scripts/run_course.py", *(a for a in sys.argv[1:] if a != "--docs")])
-    report = {"mode": mode, "command": command, "first_run": first_run, "total_seconds": round(total, 1),
+    report = {"mode": mode, "command": command, "date": time.strftime("%Y-%m-%d"), "first_run": first_run,
+              "total_seconds": round(total, 1),
               "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
               "max_peak_anon_mb": max(r["peak_anon_mb"] for r in rows),
               "cpu_count": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0))

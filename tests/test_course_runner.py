@@ -116,6 +116,8 @@ def test_the_table_marks_memory_over_the_limit_and_shows_a_second_build_beside()
     assert "| 701 MB (over 700) | 80 s | 640 MB | yes |" in second
     assert "**701 MB (over 700)** (largest) | **135 s** | **640 MB** (largest)" in total
     assert "torch 2.14.1 on 2 CPUs" in table
+    report["date"] = "2026-01-02"  # a table written later from a saved report gives the day it was measured
+    assert "on 2 CPUs (2026-01-02)" in run_course.markdown_table(report)
     assert "`COURSE_FAST=0 python scripts/run_course.py --report cpu.json` (pinned" in table
     beside["notebooks"][1]["passed"] = False
     assert run_course.markdown_table(report, beside).splitlines()[3].endswith("| no |")
