@@ -10,6 +10,7 @@ from torch import nn
 
 from .checkpoints import checkpoint_dir, fit_or_load, read_checkpoint
 from .data import load_mnist
+from .memory import in_batches
 from .models import NUM_CLASSES, DigitClassifier
 from .setup import fast_mode, get_device
 from .validate import check_images
@@ -73,11 +74,9 @@ def predict_probabilities(images: torch.Tensor, classifier: Optional[nn.Module] 
     classifier.eval()
     device = next(classifier.parameters()).device
     try:
-        parts = [classifier(images[i:i + batch_size].to(device)).softmax(dim=1).cpu()  # (b, 10)
-                 for i in range(0, len(images), batch_size)]
+        return in_batches(lambda xb: classifier(xb.to(device)).softmax(dim=1), images, batch_size)  # (N, 10)
     finally:
         classifier.train(was_training)
-    return torch.cat(parts) if parts else torch.empty(0, NUM_CLASSES)
 
 
 def predict_digits(images: torch.Tensor, classifier: Optional[nn.Module] = None,

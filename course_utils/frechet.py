@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .memory import in_batches
 from .validate import check_images
 
 
@@ -58,8 +59,7 @@ def classifier_features(x: torch.Tensor, classifier: nn.Module, batch_size: int 
     was_training, device = classifier.training, next(classifier.parameters()).device
     classifier.eval()
     try:
-        return torch.cat([classifier.features(x[i:i + batch_size].to(device)).cpu()
-                          for i in range(0, len(x), batch_size)])
+        return in_batches(lambda xb: classifier.features(xb.to(device)), x, batch_size)  # (N, D)
     finally:
         classifier.train(was_training)
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .losses import reconstruction_loss
+from .memory import in_batches
 from .models import ConditionalVAE, VAEOutput
 from .validate import check_same_shape, check_tensor
 
@@ -50,15 +51,15 @@ def _x_hat(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def reconstruct(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """model's reconstructions x_hat of all of x, (N, 1, 28, 28), in eval mode and batches, without gradients."""
     _check_batch_size(batch_size)
+    if len(x) == 0:
+        return x.new_empty(0, 1, 28, 28)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
-        parts = [_x_hat(model, x[i:i + batch_size].to(device)).cpu()
-                 for i in range(0, len(x), batch_size)]
+        return in_batches(lambda xb: _x_hat(model, xb.to(device)), x, batch_size)  # (N, 1, 28, 28)
     finally:
         model.train(was_training)
-    return torch.cat(parts) if parts else x.new_empty(0, 1, 28, 28)
 
 
 @torch.no_grad()
@@ -68,14 +69,17 @@ def reconstruction_errors(model: nn.Module, x: torch.Tensor, batch_size: int = 1
     The same per-image number that train.evaluate averages, in eval mode.
     """
     _check_batch_size(batch_size)
+    if len(x) == 0:
+        return torch.empty(0)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    errors = []
+
+    def errors(xb: torch.Tensor) -> torch.Tensor:
+        xb = xb.to(device)
+        return reconstruction_loss(_x_hat(model, xb), xb)  # (B,): BCE(x_hat, x) per image
+
     try:
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device)
-            errors.append(reconstruction_loss(_x_hat(model, xb), xb).cpu())  # (B,): BCE(x_hat, x) per image
+        return in_batches(errors, x, batch_size)  # (N,)
     finally:
         model.train(was_training)
-    return torch.cat(errors) if errors else torch.empty(0)
