@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .losses import reconstruction_loss
@@ -22,7 +23,7 @@ def _check_pair(x_hat: torch.Tensor, x: torch.Tensor) -> None:
 def mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image, averaged over its pixels: shape (B,)."""
     _check_pair(x_hat, x)
-    return (x_hat - x).pow(2).flatten(1).mean(dim=1)  # (B, 1, 28, 28) -> (B, 784) -> (B,)
+    return F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(dim=1)  # (B, 1, 28, 28) -> (B, 784) -> (B,)
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
