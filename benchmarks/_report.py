@@ -32,8 +32,9 @@ def measured(details: str) -> str:
     """The table's last line: the command, the given details, threads, torch version and date."""
     import torch
 
-    return (f"Measured with `{command()}` ({details}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}).")
+    threads = torch.get_num_threads()
+    return (f"Measured with `{command()}` ({details}, {threads} thread{'s' if threads != 1 else ''}, "
+            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}).")
 
 
 def publish(table: str, name: str, docs: bool) -> None:
