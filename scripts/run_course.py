@@ -42,8 +42,8 @@ class PeakMemory:
     system can drop and reload: what a memory limit like Binder's really has to hold).
 
     A peak can last a few milliseconds (the classifier's activations for one batch); sampled every 50 ms, the same
-    notebook's peak varied by 180 MB from run to run. Reading a process's memory takes about 0.03 ms, so the samples
-    cost the kernel little; the list of children (a scan of all processes, 1.7 ms) is refreshed every 0.5 s.
+    notebook's peak varied by 180 MB from run to run. A sample reads one small file per process; the list of children,
+    which needs a scan of all processes, is refreshed every 0.5 s.
     """
 
     def __init__(self, pid: int, interval: float = 0.005, children_every: float = 0.5):
